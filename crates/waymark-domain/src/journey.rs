@@ -1,0 +1,448 @@
+//! The journey of one customer: sessionization and the state kept per customer between events.
+//!
+//! [`CustomerState`] is everything needed to place the next event without reading history: the open web
+//! session, the one before it (for late events), running totals and the rule engines' counters.
+//! [`apply_web_event`] is a pure function from (state, event) to (new state, records to write). Storage runs it
+//! inside the write transaction that holds the customer's row, so several nodes can never interleave two
+//! events of one customer.
+
+use crate::event::{Event, EventType, WebEventBody};
+use crate::identity::TraitIdentity;
+use crate::ids::{ContactId, CustomerId, EventId, SessionId};
+use crate::session::{LastEvent, Session, SessionType};
+use crate::web_event::{CookieId, WebEvent};
+use crate::wire::{Browser, Device, Geolocation, ReferrerMedium};
+use crate::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Sessionization settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SessionRules {
+    /// A web session ends after this many seconds without events (default 20 minutes).
+    pub inactivity_timeout_secs: i64,
+}
+
+impl Default for SessionRules {
+    fn default() -> Self {
+        SessionRules { inactivity_timeout_secs: 20 * 60 }
+    }
+}
+
+/// What the server learned about the visitor's software and place (User-Agent and IP enrichment).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Enrichment {
+    pub browser: Browser,
+    pub device: Device,
+    pub geolocation: Option<Geolocation>,
+    pub ip_organization: Option<String>,
+}
+
+/// Rule-engine counters (segments, outcomes) for one scope — a session or a customer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RuleState {
+    /// Pattern match counts, keyed by `<definition id>/<pattern index>`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub counters: BTreeMap<String, u32>,
+    /// Segments assigned in this scope, in assignment order, with the definition version that matched.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assigned: Vec<Assigned>,
+    /// Outcomes achieved in this scope.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub achieved: Vec<String>,
+}
+
+/// One segment assignment held by a scope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assigned {
+    pub segment_id: String,
+    pub at: Timestamp,
+    /// When the assignment lapses (`assignmentExpirationDays`), if ever.
+    pub expires: Option<Timestamp>,
+}
+
+/// The open (or most recent) web session of a customer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenSession {
+    pub session: Session,
+    /// First and last event time (events may arrive out of order).
+    pub first_at: Timestamp,
+    pub last_at: Timestamp,
+    /// Marketing source that opened the session; a different one starts a new session.
+    pub source: Option<MarketingSource>,
+    #[serde(default)]
+    pub rules: RuleState,
+    /// Names of the events so far, in order (bounded), for prediction features.
+    #[serde(default)]
+    pub path: Vec<String>,
+}
+
+/// UTM source/medium/campaign or the external referrer host that brought the visitor.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MarketingSource {
+    pub utm_source: Option<String>,
+    pub utm_medium: Option<String>,
+    pub utm_campaign: Option<String>,
+    pub referrer_host: Option<String>,
+}
+
+/// Everything kept per customer between events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerState {
+    pub customer_id: CustomerId,
+    pub cookie_id: CookieId,
+    pub contact_id: Option<ContactId>,
+    pub created: Timestamp,
+    pub authenticated: bool,
+    pub total_events: i64,
+    pub total_pageviews: i64,
+    pub current: Option<OpenSession>,
+    /// The session before `current`, kept so that a late event can still join it.
+    pub previous: Option<OpenSession>,
+    #[serde(default)]
+    pub rules: RuleState,
+    /// Bumped on every change; the PostgreSQL store uses it to tell a stale cache from a fresh one.
+    pub version: i64,
+}
+
+impl CustomerState {
+    pub fn new(customer_id: CustomerId, cookie_id: CookieId, created: Timestamp) -> Self {
+        CustomerState {
+            customer_id,
+            cookie_id,
+            contact_id: None,
+            created,
+            authenticated: false,
+            total_events: 0,
+            total_pageviews: 0,
+            current: None,
+            previous: None,
+            rules: RuleState::default(),
+            version: 0,
+        }
+    }
+}
+
+/// What applying one web event produced: rows to write and facts for the live hub and the models.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebApplied {
+    /// The stored event (session-wide context left out; see [`Event::with_session_context`]).
+    pub event: Event,
+    /// The session the event joined, after the event.
+    pub session: Session,
+    /// A session this event closed (a new session started), to be written with its `endedDate`.
+    pub closed: Option<Session>,
+    /// Whether the event opened a new session.
+    pub new_session: bool,
+    /// Identity traits the event carried, for contact linking.
+    pub identity: TraitIdentity,
+}
+
+/// Place `ev` in the customer's journey. `ids` yields fresh time-ordered ids.
+pub fn apply_web_event(
+    state: &mut CustomerState,
+    ev: &WebEvent,
+    enrichment: &Enrichment,
+    rules: &SessionRules,
+    identity: TraitIdentity,
+    mut new_id: impl FnMut(Timestamp) -> uuid::Uuid,
+) -> WebApplied {
+    let at = ev.created;
+    let timeout_ms = rules.inactivity_timeout_secs.max(1) * 1000;
+    let source = marketing_source(ev);
+
+    // Which session does the event belong to?
+    enum Slot {
+        Current,
+        Previous,
+        New,
+    }
+    let slot = match &state.current {
+        None => Slot::New,
+        Some(cur) => {
+            let source_changed = source.is_some() && source != cur.source && at >= cur.first_at;
+            if source_changed {
+                Slot::New
+            } else if at >= cur.first_at {
+                if at.millis_since(cur.last_at) > timeout_ms { Slot::New } else { Slot::Current }
+            } else if cur.first_at.millis_since(at) <= timeout_ms {
+                Slot::Current
+            } else {
+                match &state.previous {
+                    Some(p) if at >= p.first_at.plus_millis(-timeout_ms) && at <= p.last_at.plus_millis(timeout_ms) => Slot::Previous,
+                    _ => Slot::Current,
+                }
+            }
+        }
+    };
+
+    let mut closed = None;
+    let new_session = matches!(slot, Slot::New);
+    if new_session {
+        if let Some(mut old) = state.current.take() {
+            old.session.ended_date = Some(old.last_at);
+            closed = Some(old.session.clone());
+            state.previous = Some(old);
+        }
+        let id = SessionId(new_id(at));
+        let mut s = Session::new(id.to_string(), SessionType::Web, at);
+        s.customer_id = Some(ev.cookie_id.as_str().to_string());
+        s.customer_id_type = Some("cookie".into());
+        s.short_id = Some(short_id(&id));
+        s.mkt_campaign = ev.campaign.clone();
+        s.referrer = ev.referrer.clone().filter(|r| r.medium != ReferrerMedium::Internal);
+        state.current = Some(OpenSession {
+            session: s,
+            first_at: at,
+            last_at: at,
+            source: source.clone(),
+            rules: RuleState::default(),
+            path: Vec::new(),
+        });
+    }
+
+    if !identity.identifiers.is_empty() {
+        state.authenticated = true;
+    }
+    state.total_events += 1;
+    if ev.event_name.is_page_view() {
+        state.total_pageviews += 1;
+    }
+    state.version += 1;
+    let authenticated = state.authenticated;
+    let contact = state.contact_id;
+    let (total_events, total_pageviews) = (state.total_events, state.total_pageviews);
+
+    let open = match slot {
+        Slot::Previous => state.previous.as_mut(),
+        _ => state.current.as_mut(),
+    }
+    .expect("a session exists for the chosen slot");
+
+    let is_latest = at >= open.last_at;
+    open.first_at = open.first_at.min(at);
+    open.last_at = open.last_at.max(at);
+    if open.path.len() < 256 {
+        open.path.push(ev.event_name.as_str().to_string());
+    }
+    let s = &mut open.session;
+    s.created_date = s.created_date.min(at);
+    s.event_count += 1;
+    if ev.event_name.is_page_view() {
+        s.pageview_count = Some(s.pageview_count.unwrap_or(0) + 1);
+    }
+    if is_latest {
+        s.last_page = Some(ev.page.clone());
+    }
+    for t in &ev.search_terms {
+        if !s.search_terms.contains(t) && s.search_terms.len() < 100 {
+            s.search_terms.push(t.clone());
+        }
+    }
+    for (k, v) in &ev.attributes {
+        if s.attributes.len() < 200 || s.attributes.contains_key(k) {
+            s.attributes.insert(k.clone(), v.clone());
+        }
+    }
+    s.browser = Some(enrichment.browser.clone());
+    s.device = Some(enrichment.device.clone());
+    if enrichment.geolocation.is_some() {
+        s.geolocation = enrichment.geolocation.clone();
+    }
+    s.ip_organization = enrichment.ip_organization.clone().or(s.ip_organization.take());
+    if ev.ip_collected {
+        s.ip_address = ev.ip.map(|i| i.to_string()).or(s.ip_address.take());
+    }
+    if ev.user_agent.is_some() {
+        s.user_agent_string = ev.user_agent.clone();
+    }
+    if ev.external_id.is_some() {
+        s.external_id = ev.external_id.clone();
+    }
+    s.authenticated = authenticated;
+    if let Some(c) = contact {
+        s.external_contact = Some(crate::wire::EntityRef::new(c, "/api/v2/externalcontacts/contacts"));
+    }
+    s.touch(at);
+    // A closed session that receives a late event is still closed; keep its end at its last activity.
+    if s.ended_date.is_some() {
+        s.ended_date = Some(open.last_at);
+    }
+
+    let event_id = EventId(new_id(at)).to_string();
+    if is_latest {
+        s.last_event = Some(LastEvent { id: event_id.clone(), event_name: ev.event_name.as_str().to_string(), created_date: at });
+    }
+    let mut event = Event::envelope(event_id.clone(), event_id, s, EventType::Web, at);
+    event.web_event = Some(WebEventBody {
+        event_name: ev.event_name.as_str().to_string(),
+        total_event_count: total_events,
+        total_pageview_count: total_pageviews,
+        page: ev.page.clone(),
+        user_agent_string: None,
+        browser: None,
+        device: None,
+        geolocation: None,
+        ip_address: None,
+        ip_organization: None,
+        mkt_campaign: None,
+        referrer: ev.referrer.clone().filter(|r| r.medium == ReferrerMedium::Internal),
+        attributes: ev.attributes.clone(),
+        traits: ev.traits.clone(),
+        search_query: ev.search_query.clone(),
+        authenticated,
+    });
+    WebApplied { event, session: s.clone(), closed, new_session, identity }
+}
+
+/// Mark the open session ended if it has been inactive longer than the timeout at `now`.
+/// Returns the closed session, to be written.
+pub fn expire(state: &mut CustomerState, rules: &SessionRules, now: Timestamp) -> Option<Session> {
+    let cur = state.current.as_ref()?;
+    if cur.session.ended_date.is_some() || now.millis_since(cur.last_at) <= rules.inactivity_timeout_secs * 1000 {
+        return None;
+    }
+    let mut old = state.current.take()?;
+    old.session.ended_date = Some(old.last_at);
+    let closed = old.session.clone();
+    state.previous = Some(old);
+    state.version += 1;
+    Some(closed)
+}
+
+fn marketing_source(ev: &WebEvent) -> Option<MarketingSource> {
+    let c = ev.campaign.as_ref();
+    let referrer_host = ev
+        .referrer
+        .as_ref()
+        .filter(|r| r.medium != ReferrerMedium::Internal)
+        .map(|r| r.hostname.clone());
+    let utm = c.is_some_and(|c| c.source.is_some() || c.medium.is_some() || c.name.is_some());
+    if !utm && referrer_host.is_none() {
+        return None;
+    }
+    Some(MarketingSource {
+        utm_source: c.and_then(|c| c.source.clone()),
+        utm_medium: c.and_then(|c| c.medium.clone()),
+        utm_campaign: c.and_then(|c| c.name.clone()),
+        referrer_host,
+    })
+}
+
+/// A 4–6 digit number derived from the session id, for reading out over the phone.
+fn short_id(id: &SessionId) -> String {
+    let b = id.0.as_bytes();
+    let n = u32::from_be_bytes([b[12], b[13], b[14], b[15]]) % 900_000 + 100_000;
+    n.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deployment::Deployment;
+    use crate::ids::{DeploymentId, OrgId};
+    use crate::limits::InputLimits;
+    use crate::web_event::{WebEventRequest, parse_web_event};
+    use proptest::prelude::*;
+
+    fn t(s: i64) -> Timestamp {
+        Timestamp::from_unix_millis(1_800_000_000_000 + s * 1000)
+    }
+
+    fn ev(at: i64, url: &str, referrer: Option<&str>) -> WebEvent {
+        let req: WebEventRequest = serde_json::from_value(serde_json::json!({
+            "customerCookieId": "cookie-1",
+            "eventName": "page_viewed",
+            "page": {"url": url, "title": "T"},
+            "referrerUrl": referrer,
+            "createdDate": t(at).to_iso(),
+        }))
+        .unwrap();
+        let d = Deployment::new(OrgId(uuid::Uuid::nil()), DeploymentId(uuid::Uuid::nil()), "t");
+        parse_web_event(req, &d, &InputLimits::default(), t(at), None, None).unwrap()
+    }
+
+    fn ids() -> impl FnMut(Timestamp) -> uuid::Uuid {
+        let mut n = 0u128;
+        move |_| {
+            n += 1;
+            uuid::Uuid::from_u128(n)
+        }
+    }
+
+    fn state() -> CustomerState {
+        CustomerState::new(CustomerId(uuid::Uuid::nil()), CookieId::parse("cookie-1").unwrap(), t(0))
+    }
+
+    fn apply(st: &mut CustomerState, e: &WebEvent, idgen: &mut impl FnMut(Timestamp) -> uuid::Uuid) -> WebApplied {
+        apply_web_event(st, e, &Enrichment::default(), &SessionRules::default(), TraitIdentity::default(), idgen)
+    }
+
+    #[test]
+    fn twenty_minutes_of_silence_start_a_new_session() {
+        let mut st = state();
+        let mut g = ids();
+        let a = apply(&mut st, &ev(0, "https://s.example/a", None), &mut g);
+        let b = apply(&mut st, &ev(1199, "https://s.example/b", None), &mut g);
+        assert_eq!(a.session.id, b.session.id);
+        assert_eq!(b.session.event_count, 2);
+        assert_eq!(b.session.pageview_count, Some(2));
+        let c = apply(&mut st, &ev(1199 + 1201, "https://s.example/c", None), &mut g);
+        assert!(c.new_session);
+        assert_ne!(c.session.id, b.session.id);
+        assert_eq!(c.closed.unwrap().ended_date, Some(t(1199)));
+    }
+
+    #[test]
+    fn a_new_marketing_source_starts_a_new_session() {
+        let mut st = state();
+        let mut g = ids();
+        let a = apply(&mut st, &ev(0, "https://s.example/?utm_source=news&utm_campaign=spring", None), &mut g);
+        let same = apply(&mut st, &ev(10, "https://s.example/x", Some("https://s.example/")), &mut g);
+        assert_eq!(a.session.id, same.session.id);
+        let b = apply(&mut st, &ev(20, "https://s.example/", Some("https://www.google.com/search?q=x")), &mut g);
+        assert_ne!(a.session.id, b.session.id);
+        assert_eq!(b.session.referrer.unwrap().name.as_deref(), Some("Google"));
+    }
+
+    #[test]
+    fn late_events_are_placed_in_their_session_and_do_not_move_the_last_page() {
+        let mut st = state();
+        let mut g = ids();
+        apply(&mut st, &ev(100, "https://s.example/late-start", None), &mut g);
+        let r = apply(&mut st, &ev(50, "https://s.example/earlier", None), &mut g);
+        assert_eq!(r.session.created_date, t(50));
+        assert_eq!(r.session.last_page.unwrap().pathname, "/late-start");
+        assert_eq!(r.session.duration_in_seconds, 50);
+    }
+
+    proptest! {
+        /// Whatever order a burst of events arrives in (all within one session's reach), the session holds the
+        /// same count, start, end and last page.
+        #[test]
+        fn arrival_order_inside_a_session_does_not_change_it(times in proptest::collection::vec(0i64..600, 1..20), seed in any::<u64>()) {
+            let events: Vec<WebEvent> = times.iter().enumerate()
+                .map(|(i, s)| ev(*s * 1000 / 1000 + i as i64 * 0, &format!("https://s.example/p{}", s), None)).collect();
+            let run = |order: &[usize]| {
+                let mut st = state();
+                let mut g = ids();
+                let mut last = None;
+                for &i in order { last = Some(apply(&mut st, &events[i], &mut g).session); }
+                last.unwrap()
+            };
+            let forward: Vec<usize> = (0..events.len()).collect();
+            let mut shuffled = forward.clone();
+            let mut s = seed | 1;
+            for i in (1..shuffled.len()).rev() {
+                s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+                shuffled.swap(i, (s % (i as u64 + 1)) as usize);
+            }
+            let a = run(&forward);
+            let b = run(&shuffled);
+            prop_assert_eq!(a.event_count, b.event_count);
+            prop_assert_eq!(a.created_date, b.created_date);
+            prop_assert_eq!(a.last_activity_date, b.last_activity_date);
+            prop_assert_eq!(a.last_page.map(|p| p.pathname), b.last_page.map(|p| p.pathname));
+        }
+    }
+}

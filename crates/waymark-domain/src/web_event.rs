@@ -1,0 +1,468 @@
+//! Web tracking events: the raw `WebEventRequest` as it arrives, and [`parse_web_event`], the one gate that
+//! turns it into a validated [`WebEvent`] (parse, don't validate). After this point nothing re-checks lengths,
+//! names or dates.
+
+use crate::deployment::Deployment;
+use crate::limits::InputLimits;
+use crate::page::{ParsedPage, parse_page};
+use crate::referrer::classify;
+use crate::wire::{Attribute, Attributes, Campaign, Page, Referrer};
+use crate::{ErrorCode, Rejection, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// `WebEventRequest` as sent by trackers and the Genesys SDKs. Every field is optional here so that a missing
+/// field gets a precise message from [`parse_web_event`] rather than a generic deserialization error.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebEventRequest {
+    pub customer_cookie_id: Option<String>,
+    pub event_name: Option<String>,
+    pub page: Option<RequestPage>,
+    pub user_agent_string: Option<String>,
+    pub browser: Option<RequestBrowser>,
+    pub device: Option<RequestDevice>,
+    pub search_query: Option<String>,
+    pub ip_address: Option<String>,
+    pub referrer_url: Option<String>,
+    pub attributes: Option<BTreeMap<String, RequestAttribute>>,
+    pub traits: Option<BTreeMap<String, RequestAttribute>>,
+    pub external_id: Option<String>,
+    pub created_date: Option<String>,
+    /// Waymark extension: a client-chosen id that makes retries idempotent.
+    pub client_event_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestPage {
+    pub url: Option<String>,
+    pub title: Option<String>,
+    pub keywords: Option<String>,
+    pub lang: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestBrowser {
+    pub family: Option<String>,
+    pub version: Option<String>,
+    pub lang: Option<String>,
+    pub view_height: Option<i64>,
+    pub view_width: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestDevice {
+    pub category: Option<String>,
+    #[serde(rename = "type")]
+    pub device_type: Option<String>,
+    pub is_mobile: Option<bool>,
+    pub screen_height: Option<i64>,
+    pub screen_width: Option<i64>,
+    pub screen_density: Option<i64>,
+    pub os_family: Option<String>,
+    pub os_version: Option<String>,
+    pub manufacturer: Option<String>,
+}
+
+/// A custom attribute on the wire: `{dataType, value}`; a bare JSON string or number is accepted too.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum RequestAttribute {
+    Typed {
+        #[serde(rename = "dataType")]
+        data_type: Option<String>,
+        value: serde_json::Value,
+    },
+    Bare(serde_json::Value),
+}
+
+/// A validated event name: letters, digits and underscores, 1–255 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventName(String);
+
+impl EventName {
+    pub fn parse(s: &str) -> Result<Self, Rejection> {
+        if s.is_empty() || s.len() > 255 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(Rejection::at(
+                ErrorCode::InvalidEventName,
+                "eventName",
+                format!(
+                    "eventName must be 1-255 letters, digits or underscores (e.g. page_viewed), got {:?}",
+                    s.chars().take(64).collect::<String>()
+                ),
+            ));
+        }
+        Ok(EventName(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_page_view(&self) -> bool {
+        self.0 == "page_viewed"
+    }
+}
+
+/// A validated customer cookie id: 1–128 characters of `[A-Za-z0-9._-]` (the tracker uses UUIDs).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CookieId(String);
+
+impl CookieId {
+    pub fn parse(s: &str) -> Result<Self, Rejection> {
+        let ok = !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !ok {
+            return Err(Rejection::at(
+                ErrorCode::InvalidCustomerId,
+                "customerCookieId",
+                "customerCookieId must be 1-128 characters of letters, digits, '-', '_' or '.' (the tracker sends a UUID)",
+            ));
+        }
+        Ok(CookieId(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Hints the client sent about its browser/device; the server's User-Agent parse fills the rest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClientHints {
+    pub browser_family: Option<String>,
+    pub browser_version: Option<String>,
+    pub lang: Option<String>,
+    pub view_height: Option<i64>,
+    pub view_width: Option<i64>,
+    pub device_category: Option<String>,
+    pub device_type: Option<String>,
+    pub screen_height: Option<i64>,
+    pub screen_width: Option<i64>,
+    pub screen_density: Option<i64>,
+    pub os_family: Option<String>,
+    pub os_version: Option<String>,
+    pub manufacturer: Option<String>,
+}
+
+/// A web event that passed every check at the edge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebEvent {
+    pub cookie_id: CookieId,
+    pub event_name: EventName,
+    pub created: Timestamp,
+    pub page: Page,
+    /// The explicit `searchQuery`, or the first search term of the page URL.
+    pub search_query: Option<String>,
+    /// Every search term this event carries (explicit query and URL parameters), de-duplicated.
+    pub search_terms: Vec<String>,
+    pub campaign: Option<Campaign>,
+    pub referrer: Option<Referrer>,
+    pub attributes: Attributes,
+    pub traits: Attributes,
+    pub user_agent: Option<String>,
+    pub hints: ClientHints,
+    /// Client address, used for geolocation; stored only when `ip_collected`.
+    pub ip: Option<IpAddr>,
+    /// Whether the deployment keeps visitors' addresses.
+    pub ip_collected: bool,
+    pub external_id: Option<String>,
+    pub client_event_id: Option<String>,
+}
+
+/// Validate a `WebEventRequest` for `deployment` at time `now`. `request_ip` is the client address derived
+/// from the connection (and trusted proxies); `request_user_agent` the `User-Agent` header.
+pub fn parse_web_event(
+    req: WebEventRequest,
+    deployment: &Deployment,
+    limits: &InputLimits,
+    now: Timestamp,
+    request_ip: Option<IpAddr>,
+    request_user_agent: Option<&str>,
+) -> Result<WebEvent, Rejection> {
+    let cookie = req.customer_cookie_id.as_deref().ok_or_else(|| missing("customerCookieId"))?;
+    let cookie_id = CookieId::parse(cookie)?;
+    let event_name = EventName::parse(req.event_name.as_deref().ok_or_else(|| missing("eventName"))?)?;
+    let created_raw = req.created_date.as_deref().ok_or_else(|| missing("createdDate"))?;
+    let created = Timestamp::parse(created_raw).ok_or_else(|| {
+        Rejection::at(
+            ErrorCode::InvalidDate,
+            "createdDate",
+            format!("createdDate must be an ISO-8601 UTC date-time such as 2026-11-24T10:00:00.000Z, got {:?}", clip(created_raw, 40)),
+        )
+    })?;
+    if created < now.minus_secs(limits.max_event_age_secs) {
+        return Err(Rejection::at(
+            ErrorCode::EventTooOld,
+            "createdDate",
+            format!(
+                "event from {created} is older than {} seconds and is rejected; send events as they happen",
+                limits.max_event_age_secs
+            ),
+        ));
+    }
+    if created > now.plus_secs(limits.max_clock_skew_secs) {
+        return Err(Rejection::at(
+            ErrorCode::EventInFuture,
+            "createdDate",
+            format!(
+                "event from {created} is more than {} seconds in the future; check the client clock",
+                limits.max_clock_skew_secs
+            ),
+        ));
+    }
+    let page_in = req.page.ok_or_else(|| missing("page"))?;
+    let url = page_in.url.as_deref().ok_or_else(|| missing("page.url"))?;
+    check_len("page.url", url, limits.max_url_bytes)?;
+    let title = page_in.title.as_deref().unwrap_or("");
+    check_len("page.title", title, limits.max_text_bytes)?;
+    let ParsedPage { mut page, search_terms: url_terms, campaign } = parse_page(url, title, deployment)?;
+    if let Some(k) = page_in.keywords.as_deref() {
+        check_len("page.keywords", k, limits.max_text_bytes)?;
+        page.keywords = Some(k.to_string());
+    }
+    if let Some(l) = page_in.lang.as_deref() {
+        check_len("page.lang", l, 35)?;
+        page.lang = Some(l.to_string());
+    }
+
+    let mut search_terms = Vec::new();
+    let explicit = match req.search_query.as_deref().map(str::trim) {
+        Some(q) if !q.is_empty() => {
+            check_len("searchQuery", q, limits.max_text_bytes)?;
+            Some(q.to_string())
+        }
+        _ => None,
+    };
+    for t in explicit.iter().chain(url_terms.iter()) {
+        if !search_terms.contains(t) {
+            search_terms.push(t.clone());
+        }
+    }
+    let search_query = explicit.or_else(|| url_terms.first().cloned());
+
+    let referrer = match req.referrer_url.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(r) => {
+            check_len("referrerUrl", r, limits.max_url_bytes)?;
+            classify(r, &page.hostname, campaign.as_ref())
+        }
+        None => None,
+    };
+
+    let attributes = parse_attributes("attributes", req.attributes, limits)?;
+    let traits = parse_attributes("traits", req.traits, limits)?;
+
+    let user_agent = match req.user_agent_string.as_deref().or(request_user_agent) {
+        Some(ua) if !ua.is_empty() => Some(clip(ua, limits.max_text_bytes)),
+        _ => None,
+    };
+    let ip = match req.ip_address.as_deref() {
+        Some(s) if !s.is_empty() => Some(s.trim().parse::<IpAddr>().map_err(|_| {
+            Rejection::at(ErrorCode::InvalidField, "ipAddress", "ipAddress must be an IPv4 or IPv6 address")
+        })?),
+        _ => request_ip,
+    };
+    if let Some(ip) = ip
+        && deployment.ip_excluded(ip)
+    {
+        return Err(Rejection::new(ErrorCode::IpExcluded, "this visitor's address is in the deployment's excluded IP ranges; the event is not tracked"));
+    }
+    let text = |field: &str, v: Option<String>| -> Result<Option<String>, Rejection> {
+        match v {
+            Some(s) => {
+                check_len(field, &s, 256)?;
+                Ok(Some(s))
+            }
+            None => Ok(None),
+        }
+    };
+    let b = req.browser.unwrap_or_default();
+    let d = req.device.unwrap_or_default();
+    let hints = ClientHints {
+        browser_family: text("browser.family", b.family)?,
+        browser_version: text("browser.version", b.version)?,
+        lang: text("browser.lang", b.lang)?,
+        view_height: b.view_height.filter(|v| (0..=100_000).contains(v)),
+        view_width: b.view_width.filter(|v| (0..=100_000).contains(v)),
+        device_category: text("device.category", d.category)?,
+        device_type: text("device.type", d.device_type)?,
+        screen_height: d.screen_height.filter(|v| (0..=100_000).contains(v)),
+        screen_width: d.screen_width.filter(|v| (0..=100_000).contains(v)),
+        screen_density: d.screen_density.filter(|v| (0..=100).contains(v)),
+        os_family: text("device.osFamily", d.os_family)?,
+        os_version: text("device.osVersion", d.os_version)?,
+        manufacturer: text("device.manufacturer", d.manufacturer)?,
+    };
+    let external_id = text("externalId", req.external_id)?;
+    let client_event_id = text("clientEventId", req.client_event_id)?;
+
+    Ok(WebEvent {
+        cookie_id,
+        event_name,
+        created,
+        page,
+        search_query,
+        search_terms,
+        campaign,
+        referrer,
+        attributes,
+        traits,
+        user_agent,
+        hints,
+        ip,
+        ip_collected: deployment.ip_collection,
+        external_id,
+        client_event_id,
+    })
+}
+
+fn parse_attributes(
+    field: &str,
+    raw: Option<BTreeMap<String, RequestAttribute>>,
+    limits: &InputLimits,
+) -> Result<Attributes, Rejection> {
+    let Some(raw) = raw else { return Ok(Attributes::new()) };
+    if raw.len() > limits.max_attributes {
+        return Err(Rejection::at(
+            ErrorCode::TooManyAttributes,
+            field,
+            format!("{field} has {} entries; at most {} are accepted per event", raw.len(), limits.max_attributes),
+        ));
+    }
+    let mut out = Attributes::new();
+    for (key, value) in raw {
+        if key.is_empty() || key.chars().count() > limits.max_attribute_key_chars {
+            return Err(Rejection::at(
+                ErrorCode::AttributeTooLong,
+                format!("{field}.{}", clip(&key, 32)),
+                format!("{field} keys must be 1-{} characters", limits.max_attribute_key_chars),
+            ));
+        }
+        let (data_type, value) = match value {
+            RequestAttribute::Typed { data_type, value } => (data_type, value),
+            RequestAttribute::Bare(v) => (None, v),
+        };
+        let (inferred, text) = match value {
+            serde_json::Value::String(s) => ("string", s),
+            serde_json::Value::Number(n) => ("number", n.to_string()),
+            serde_json::Value::Bool(b) => ("boolean", b.to_string()),
+            serde_json::Value::Null => ("string", String::new()),
+            _ => {
+                return Err(Rejection::at(
+                    ErrorCode::InvalidField,
+                    format!("{field}.{key}.value"),
+                    "attribute values must be a string, number or boolean",
+                ));
+            }
+        };
+        if text.len() > limits.max_attribute_value_bytes {
+            return Err(Rejection::at(
+                ErrorCode::AttributeTooLong,
+                format!("{field}.{key}.value"),
+                format!("attribute values are limited to {} bytes", limits.max_attribute_value_bytes),
+            ));
+        }
+        let data_type = data_type.filter(|t| !t.is_empty() && t.len() <= 32).unwrap_or_else(|| inferred.to_string());
+        out.insert(key, Attribute { data_type, value: text });
+    }
+    Ok(out)
+}
+
+fn missing(field: &str) -> Rejection {
+    Rejection::at(ErrorCode::MissingField, field, format!("{field} is required"))
+}
+
+fn check_len(field: &str, s: &str, max: usize) -> Result<(), Rejection> {
+    if s.len() > max {
+        return Err(Rejection::at(
+            ErrorCode::InvalidField,
+            field,
+            format!("{field} is {} bytes long; at most {max} are accepted", s.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn clip(s: &str, max_bytes: usize) -> String {
+    if s.len() <= max_bytes {
+        return s.to_string();
+    }
+    let mut end = max_bytes;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{DeploymentId, OrgId};
+
+    fn dep() -> Deployment {
+        Deployment::new(OrgId(uuid::Uuid::nil()), DeploymentId(uuid::Uuid::nil()), "t")
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::parse("2026-11-24T12:00:00Z").unwrap()
+    }
+
+    fn req() -> WebEventRequest {
+        serde_json::from_value(serde_json::json!({
+            "customerCookieId": "c0ffee00-0000-4000-8000-000000000001",
+            "eventName": "page_viewed",
+            "page": {"url": "https://shop.example/search?q=red+shoes", "title": "Search"},
+            "createdDate": "2026-11-24T11:59:00.000Z",
+            "attributes": {"cart": {"dataType": "number", "value": 3}, "tier": "gold"},
+            "traits": {"email": {"dataType": "string", "value": "Ann@Example.com"}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_good_event_parses() {
+        let ev = parse_web_event(req(), &dep(), &InputLimits::default(), now(), None, Some("UA")).unwrap();
+        assert_eq!(ev.event_name.as_str(), "page_viewed");
+        assert_eq!(ev.search_terms, vec!["red shoes"]);
+        assert_eq!(ev.attributes["cart"].value, "3");
+        assert_eq!(ev.attributes["tier"].data_type, "string");
+        assert_eq!(ev.user_agent.as_deref(), Some("UA"));
+    }
+
+    #[test]
+    fn each_problem_has_its_code() {
+        let l = InputLimits::default();
+        let cases: Vec<(Box<dyn Fn(&mut WebEventRequest)>, ErrorCode)> = vec![
+            (Box::new(|r| r.event_name = Some("page viewed".into())), ErrorCode::InvalidEventName),
+            (Box::new(|r| r.event_name = None), ErrorCode::MissingField),
+            (Box::new(|r| r.created_date = Some("2026-11-24T10:00:00Z".into())), ErrorCode::EventTooOld),
+            (Box::new(|r| r.created_date = Some("2026-11-24T13:00:00Z".into())), ErrorCode::EventInFuture),
+            (Box::new(|r| r.created_date = Some("noon".into())), ErrorCode::InvalidDate),
+            (Box::new(|r| r.customer_cookie_id = Some("<script>".into())), ErrorCode::InvalidCustomerId),
+            (Box::new(|r| r.page.as_mut().unwrap().url = Some("javascript:x".into())), ErrorCode::InvalidUrl),
+            (
+                Box::new(|r| {
+                    r.attributes = Some((0..51).map(|i| (format!("k{i}"), RequestAttribute::Bare("v".into()))).collect())
+                }),
+                ErrorCode::TooManyAttributes,
+            ),
+            (
+                Box::new(|r| {
+                    r.attributes = Some([("k".to_string(), RequestAttribute::Bare("x".repeat(1025).into()))].into())
+                }),
+                ErrorCode::AttributeTooLong,
+            ),
+        ];
+        for (i, (mutate, code)) in cases.into_iter().enumerate() {
+            let mut r = req();
+            mutate(&mut r);
+            let err = parse_web_event(r, &dep(), &l, now(), None, None).unwrap_err();
+            assert_eq!(err.code, code, "case {i}: {err:?}");
+        }
+    }
+}
