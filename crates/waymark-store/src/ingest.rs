@@ -1,0 +1,258 @@
+//! The journey write path shared by every backend.
+//!
+//! A backend opens a transaction and hands it to [`apply_item`] as a [`JourneyTx`]; this module decides
+//! what to read and write by calling the pure domain functions (sessionization, identity linking). Keeping the
+//! orchestration here means SQLite and PostgreSQL cannot drift apart in behaviour.
+
+use crate::types::*;
+use crate::{StoreError, StoreResult};
+use std::collections::HashMap;
+use waymark_domain::event::Event;
+use waymark_domain::identity::{Identifier, LinkPlan, TraitIdentity, plan_link};
+use waymark_domain::ids::{ContactId, CustomerId, OrgId, SessionId};
+use waymark_domain::journey::{CustomerState, apply_web_event};
+use waymark_domain::session::Session;
+use waymark_domain::web_event::CookieId;
+use waymark_domain::Timestamp;
+
+/// The reads and writes the journey logic needs inside one transaction.
+#[allow(async_fn_in_trait)]
+pub trait JourneyTx {
+    async fn load_customer(&mut self, org: OrgId, cookie: &CookieId) -> StoreResult<Option<CustomerState>>;
+    async fn save_customer(&mut self, org: OrgId, state: &CustomerState) -> StoreResult<()>;
+    /// The session of an already stored event with this client key, if any.
+    async fn client_event_session(&mut self, org: OrgId, client_key: &str) -> StoreResult<Option<SessionId>>;
+    async fn load_session(&mut self, org: OrgId, id: SessionId) -> StoreResult<Option<SessionRecord>>;
+    async fn identifier_owner(&mut self, org: OrgId, id: &Identifier) -> StoreResult<Option<ContactId>>;
+    async fn create_contact(&mut self, org: OrgId, id: ContactId, at: Timestamp, identity: &TraitIdentity, identifiers: &[Identifier]) -> StoreResult<()>;
+    /// Attach identifiers to a contact and fill in names it lacks.
+    async fn update_contact(&mut self, org: OrgId, id: ContactId, at: Timestamp, identity: &TraitIdentity, attach: &[Identifier]) -> StoreResult<()>;
+    /// Fold `merged` contacts into `target`: identifiers, customers and sessions move; the merged are marked.
+    async fn merge_contacts(&mut self, org: OrgId, target: ContactId, merged: &[ContactId], at: Timestamp) -> StoreResult<()>;
+    /// Point a customer and all its sessions at a contact.
+    async fn link_customer(&mut self, org: OrgId, customer: CustomerId, contact: ContactId) -> StoreResult<()>;
+    async fn insert_event(&mut self, org: OrgId, event: &Event, client_key: Option<&str>) -> StoreResult<()>;
+    async fn upsert_session(&mut self, org: OrgId, customer: Option<CustomerId>, contact: Option<ContactId>, session: &Session) -> StoreResult<()>;
+}
+
+/// Fresh time-ordered ids.
+pub fn new_uuid(at: Timestamp) -> uuid::Uuid {
+    // Ids carry the event time only to the millisecond; randomness makes them unique.
+    let _ = at;
+    uuid::Uuid::now_v7()
+}
+
+/// Apply one item inside the caller's transaction.
+pub async fn apply_item<T: JourneyTx>(tx: &mut T, org: OrgId, config: &JourneyConfig, item: &IngestItem) -> StoreResult<ItemResult> {
+    match item {
+        IngestItem::Web(web) => apply_web(tx, org, config, web).await,
+        IngestItem::Ping { cookie, at } => apply_ping(tx, org, config, cookie, *at).await,
+    }
+}
+
+async fn apply_web<T: JourneyTx>(tx: &mut T, org: OrgId, config: &JourneyConfig, item: &WebItem) -> StoreResult<ItemResult> {
+    let ev = &item.event;
+    let client_key = ev.client_event_id.as_ref().map(|c| format!("{}:{c}", ev.cookie_id.as_str()));
+    if let Some(key) = &client_key
+        && let Some(sid) = tx.client_event_session(org, key).await?
+    {
+        let session = tx.load_session(org, sid).await?;
+        return Ok(ItemResult::Duplicate { session });
+    }
+    let mut state = match tx.load_customer(org, &ev.cookie_id).await? {
+        Some(s) => s,
+        None => CustomerState::new(CustomerId(new_uuid(ev.created)), ev.cookie_id.clone(), ev.created),
+    };
+    let mut applied = apply_web_event(&mut state, ev, &item.enrichment, &config.session, item.identity.clone(), new_uuid);
+
+    let mut merged = Vec::new();
+    if !item.identity.is_empty() {
+        let linked = link_identity(tx, org, &mut state, &item.identity, ev.created).await?;
+        merged = linked;
+    }
+    let contact = state.contact_id;
+    applied.session.external_contact = None;
+    tx.insert_event(org, &applied.event, client_key.as_deref()).await?;
+    if let Some(closed) = applied.closed.as_mut() {
+        closed.external_contact = None;
+        tx.upsert_session(org, Some(state.customer_id), contact, closed).await?;
+    }
+    tx.upsert_session(org, Some(state.customer_id), contact, &applied.session).await?;
+    tx.save_customer(org, &state).await?;
+
+    let record = |s: Session| SessionRecord { org, customer_id: Some(state.customer_id), contact_id: contact, session: s };
+    Ok(ItemResult::Web(Box::new(WebStored {
+        customer_id: state.customer_id,
+        contact_id: contact,
+        event: applied.event,
+        session: record(applied.session),
+        closed: applied.closed.map(record),
+        new_session: applied.new_session,
+        derived: Vec::new(),
+        merged,
+        total_events: state.total_events,
+    })))
+}
+
+/// Link the customer to the contact its identifiers name, creating or merging contacts as the domain's
+/// [`plan_link`] decides. Returns the contacts merged away.
+async fn link_identity<T: JourneyTx>(
+    tx: &mut T,
+    org: OrgId,
+    state: &mut CustomerState,
+    identity: &TraitIdentity,
+    at: Timestamp,
+) -> StoreResult<Vec<ContactId>> {
+    let mut owners: HashMap<Identifier, ContactId> = HashMap::new();
+    for id in &identity.identifiers {
+        if let Some(c) = tx.identifier_owner(org, id).await? {
+            owners.insert(id.clone(), c);
+        }
+    }
+    let plan = plan_link(&identity.identifiers, state.contact_id, |i| owners.get(i).copied());
+    let (target, merged) = match plan {
+        LinkPlan::Nothing => match state.contact_id {
+            Some(c) => {
+                // Names alone update the contact the customer already has.
+                tx.update_contact(org, c, at, identity, &[]).await?;
+                return Ok(Vec::new());
+            }
+            None => return Ok(Vec::new()),
+        },
+        LinkPlan::Create { identifiers } => {
+            let id = ContactId(new_uuid(at));
+            tx.create_contact(org, id, at, identity, &identifiers).await?;
+            (id, Vec::new())
+        }
+        LinkPlan::Use { target, merge, attach } => {
+            if !merge.is_empty() {
+                tx.merge_contacts(org, target, &merge, at).await?;
+            }
+            tx.update_contact(org, target, at, identity, &attach).await?;
+            (target, merge)
+        }
+    };
+    if state.contact_id != Some(target) {
+        tx.link_customer(org, state.customer_id, target).await?;
+        state.contact_id = Some(target);
+    }
+    Ok(merged)
+}
+
+async fn apply_ping<T: JourneyTx>(tx: &mut T, org: OrgId, config: &JourneyConfig, cookie: &CookieId, at: Timestamp) -> StoreResult<ItemResult> {
+    let Some(mut state) = tx.load_customer(org, cookie).await? else {
+        return Ok(ItemResult::Pinged { session: None });
+    };
+    let timeout_ms = config.session.inactivity_timeout_secs * 1000;
+    let Some(open) = state.current.as_mut() else { return Ok(ItemResult::Pinged { session: None }) };
+    if open.session.ended_date.is_some() || at.millis_since(open.last_at) > timeout_ms || at < open.first_at {
+        return Ok(ItemResult::Pinged { session: None });
+    }
+    open.last_at = open.last_at.max(at);
+    open.session.touch(at);
+    let session = open.session.clone();
+    state.version += 1;
+    tx.upsert_session(org, Some(state.customer_id), state.contact_id, &session).await?;
+    tx.save_customer(org, &state).await?;
+    Ok(ItemResult::Pinged {
+        session: Some(SessionRecord { org, customer_id: Some(state.customer_id), contact_id: state.contact_id, session }),
+    })
+}
+
+/// Encode a customer state for storage.
+pub fn encode_state(state: &CustomerState) -> StoreResult<Vec<u8>> {
+    serde_json::to_vec(state).map_err(|e| StoreError::Internal(format!("encode customer state: {e}")))
+}
+
+/// Decode a stored customer state.
+pub fn decode_state(bytes: &[u8]) -> StoreResult<CustomerState> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("customer state: {e}")))
+}
+
+/// Encode a session body for storage (without the contact reference, which is a column).
+pub fn encode_session(s: &Session) -> StoreResult<String> {
+    serde_json::to_string(s).map_err(|e| StoreError::Internal(format!("encode session: {e}")))
+}
+
+pub fn decode_session(text: &str) -> StoreResult<Session> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("session: {e}")))
+}
+
+pub fn encode_event(e: &Event) -> StoreResult<String> {
+    serde_json::to_string(e).map_err(|e| StoreError::Internal(format!("encode event: {e}")))
+}
+
+pub fn decode_event(text: &str) -> StoreResult<Event> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("event: {e}")))
+}
+
+/// Fill the wire `externalContact` from the contact column.
+pub fn with_contact_ref(mut s: Session, contact: Option<ContactId>) -> Session {
+    s.external_contact = contact.map(|c| waymark_domain::wire::EntityRef::new(c, "/api/v2/externalcontacts/contacts"));
+    s
+}
+
+/// Fold identity traits and identifiers into a contact. Returns whether anything changed.
+pub fn merge_identity_into(c: &mut Contact, identity: &TraitIdentity, identifiers: &[Identifier], at: Timestamp) -> bool {
+    let before = c.clone();
+    if c.first_name.is_none() {
+        c.first_name = identity.given_name.clone();
+    }
+    if c.last_name.is_none() {
+        c.last_name = identity.family_name.clone();
+    }
+    if c.display_name.is_none() {
+        c.display_name = identity.display_name.clone();
+    }
+    for id in identifiers.iter().chain(identity.identifiers.iter()) {
+        let list = match id {
+            Identifier::Email(_) => &mut c.emails,
+            Identifier::Phone(_) => &mut c.phones,
+            Identifier::Messaging(_) => &mut c.messaging_ids,
+        };
+        if !list.iter().any(|v| v == id.value()) {
+            list.push(id.value().to_string());
+        }
+    }
+    let changed = *c != before;
+    if changed {
+        c.modified = at;
+    }
+    changed
+}
+
+/// Absorb a merged contact's details into the survivor.
+pub fn absorb_contact(into: &mut Contact, from: &Contact, at: Timestamp) {
+    if into.first_name.is_none() {
+        into.first_name = from.first_name.clone();
+    }
+    if into.last_name.is_none() {
+        into.last_name = from.last_name.clone();
+    }
+    if into.display_name.is_none() {
+        into.display_name = from.display_name.clone();
+    }
+    for (dst, src) in [(&mut into.emails, &from.emails), (&mut into.phones, &from.phones), (&mut into.messaging_ids, &from.messaging_ids)] {
+        for v in src {
+            if !dst.contains(v) {
+                dst.push(v.clone());
+            }
+        }
+    }
+    into.created = into.created.min(from.created);
+    into.modified = at;
+}
+
+/// The lower-cased text a contact search matches against.
+pub fn search_text(c: &Contact) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    parts.extend(c.first_name.iter().cloned());
+    parts.extend(c.last_name.iter().cloned());
+    parts.extend(c.display_name.iter().cloned());
+    if let (Some(f), Some(l)) = (&c.first_name, &c.last_name) {
+        parts.push(format!("{f} {l}"));
+    }
+    parts.extend(c.emails.iter().cloned());
+    parts.extend(c.phones.iter().cloned());
+    parts.join("\n").to_lowercase()
+}

@@ -1,0 +1,26 @@
+//! A small, explicit schema migrator shared by both backends: numbered SQL files embedded in the binary, a
+//! `schema_migrations` table with each file's SHA-256, every file applied in its own transaction, and a hard
+//! error when an applied file has changed.
+
+use sha2::{Digest, Sha256};
+
+/// One migration file.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+impl Migration {
+    pub fn checksum(&self) -> String {
+        let digest = Sha256::digest(self.sql.as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+pub const SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    name: "journey",
+    sql: include_str!("../migrations/sqlite/0001_journey.sql"),
+}];

@@ -1,0 +1,493 @@
+//! The embedded store: SQLite in WAL mode.
+//!
+//! One **writer thread** owns the only write connection. Requests queue [`WriteJob`]s on a channel; the writer
+//! drains whatever is queued (up to a limit), applies all of it in **one transaction** (group commit), commits,
+//! and only then answers each job. A per-job savepoint keeps one failing job from failing its neighbours.
+//! The writer keeps the customer states it wrote in a bounded cache, since it is the only writer.
+//!
+//! Reads use a small pool of read-only connections on blocking threads; WAL lets them run beside the writer.
+
+mod read;
+mod tx;
+
+use crate::ingest::apply_item;
+use crate::migrate::{Migration, SQLITE};
+use crate::types::*;
+use crate::{Record, RecordKind, Store, StoreError, StoreResult};
+use async_trait::async_trait;
+use futures_util::FutureExt;
+use parking_lot::Mutex;
+use rusqlite::{Connection, OpenFlags, params};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use waymark_domain::event::Event;
+use waymark_domain::ids::{ContactId, OrgId, SessionId};
+use waymark_domain::journey::CustomerState;
+use waymark_domain::web_event::CookieId;
+use waymark_domain::Timestamp;
+
+/// How durable a commit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// `synchronous=NORMAL`: survives a crash of Waymark; a power cut may lose the last commits.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit is on disk before it is acknowledged.
+    Full,
+}
+
+/// Settings of the embedded store.
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    pub path: PathBuf,
+    pub durability: Durability,
+    /// Most jobs in one transaction.
+    pub max_batch_jobs: usize,
+    /// Read connections.
+    pub readers: usize,
+    /// Customer states kept in the writer's cache.
+    pub cache_customers: usize,
+}
+
+impl SqliteConfig {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SqliteConfig { path: path.into(), durability: Durability::Normal, max_batch_jobs: 512, readers: 4, cache_customers: 200_000 }
+    }
+}
+
+type CustomerKey = (OrgId, String);
+
+enum WriteJob {
+    Ingest { batch: IngestBatch, reply: oneshot::Sender<StoreResult<Vec<ItemResult>>> },
+    Exec { work: Box<dyn FnOnce(&Connection, &mut StateCache) -> StoreResult<JobValue> + Send>, reply: oneshot::Sender<StoreResult<JobValue>> },
+}
+
+/// What an `Exec` job returns.
+enum JobValue {
+    Unit,
+    Bool(bool),
+    Purge(PurgeReport),
+    Closed(Vec<SessionRecord>),
+}
+
+/// The embedded SQLite store.
+pub struct SqliteStore {
+    tx: mpsc::Sender<WriteJob>,
+    readers: Arc<ReaderPool>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReaderPool {
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let conn = match self.idle.lock().pop() {
+            Some(c) => c,
+            None => open_reader(&self.path)?,
+        };
+        let out = f(&conn);
+        let mut idle = self.idle.lock();
+        if idle.len() < 16 {
+            idle.push(conn);
+        }
+        out
+    }
+}
+
+fn sql_err(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => StoreError::Conflict(e.to_string()),
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked | rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure | rusqlite::ErrorCode::CannotOpen) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Internal(e.to_string()),
+    }
+}
+
+
+fn open_reader(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(|e| StoreError::Unavailable(format!("open {} for reading: {e}", path.display())))?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
+    conn.pragma_update(None, "query_only", true).map_err(sql_err)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database file and migrate it. Starts the writer thread.
+    pub fn open(config: SqliteConfig) -> StoreResult<SqliteStore> {
+        if let Some(dir) = config.path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Unavailable(format!("cannot create data directory {}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(&config.path)
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", config.path.display())))?;
+        // auto_vacuum must be set before the first table exists.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(sql_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql_err)?;
+        conn.pragma_update(None, "synchronous", match config.durability { Durability::Normal => "NORMAL", Durability::Full => "FULL" })
+            .map_err(sql_err)?;
+        conn.pragma_update(None, "foreign_keys", true).map_err(sql_err)?;
+        conn.pragma_update(None, "temp_store", "MEMORY").map_err(sql_err)?;
+        conn.pragma_update(None, "cache_size", -65536).map_err(sql_err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
+        migrate(&conn, SQLITE)?;
+
+        let readers = Arc::new(ReaderPool { path: config.path.clone(), idle: Mutex::new(Vec::new()) });
+        for _ in 0..config.readers {
+            let r = open_reader(&config.path)?;
+            readers.idle.lock().push(r);
+        }
+        let (tx, rx) = mpsc::channel::<WriteJob>(8192);
+        let max_jobs = config.max_batch_jobs.max(1);
+        let cache_cap = config.cache_customers.max(16);
+        let writer = std::thread::Builder::new()
+            .name("waymark-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx, max_jobs, cache_cap))
+            .map_err(|e| StoreError::Internal(format!("spawn writer: {e}")))?;
+        Ok(SqliteStore { tx, readers, writer: Mutex::new(Some(writer)) })
+    }
+
+    async fn exec(&self, work: impl FnOnce(&Connection, &mut StateCache) -> StoreResult<JobValue> + Send + 'static) -> StoreResult<JobValue> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(WriteJob::Exec { work: Box::new(work), reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?;
+        rx.await.map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?
+    }
+
+    async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || pool.with(f))
+            .await
+            .map_err(|e| StoreError::Internal(format!("read task: {e}")))?
+    }
+
+    /// Stop accepting writes, finish the queued ones and join the writer thread.
+    pub fn close(&self) {
+        let handle = self.writer.lock().take();
+        // Dropping our sender is not enough while clones exist; the writer ends when every sender is gone.
+        drop(handle);
+    }
+}
+
+fn migrate(conn: &Connection, migrations: &[Migration]) -> StoreResult<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, sha256 TEXT NOT NULL, applied_ms INTEGER NOT NULL)",
+    )
+    .map_err(sql_err)?;
+    for m in migrations {
+        let existing: Option<String> = conn
+            .query_row("SELECT sha256 FROM schema_migrations WHERE version = ?1", [m.version], |r| r.get(0))
+            .map(Some)
+            .or_else(|e| if matches!(e, rusqlite::Error::QueryReturnedNoRows) { Ok(None) } else { Err(e) })
+            .map_err(sql_err)?;
+        match existing {
+            Some(sum) if sum == m.checksum() => continue,
+            Some(_) => {
+                return Err(StoreError::Schema(format!(
+                    "migration {} ({}) was changed after it was applied; restore the original file or start from a fresh data directory",
+                    m.version, m.name
+                )));
+            }
+            None => {
+                let now = unix_ms();
+                conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_err)?;
+                let applied = conn.execute_batch(m.sql).and_then(|_| {
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, name, sha256, applied_ms) VALUES (?1, ?2, ?3, ?4)",
+                        params![m.version, m.name, m.checksum(), now],
+                    )
+                });
+                match applied {
+                    Ok(_) => conn.execute_batch("COMMIT").map_err(sql_err)?,
+                    Err(e) => {
+                        let _ = conn.execute_batch("ROLLBACK");
+                        return Err(StoreError::Schema(format!("migration {} ({}) failed: {e}", m.version, m.name)));
+                    }
+                }
+                tracing::info!(version = m.version, name = m.name, "applied schema migration");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Bounded cache of customer states owned by the writer thread.
+pub(crate) struct StateCache {
+    map: HashMap<CustomerKey, CustomerState>,
+    cap: usize,
+}
+
+impl StateCache {
+    fn get(&self, key: &CustomerKey) -> Option<&CustomerState> {
+        self.map.get(key)
+    }
+
+    fn put(&mut self, key: CustomerKey, state: CustomerState) {
+        if self.map.len() >= self.cap && !self.map.contains_key(&key) {
+            // Drop an arbitrary tenth; the states are on disk and reload on demand.
+            let drop: Vec<CustomerKey> = self.map.keys().take(self.cap / 10 + 1).cloned().collect();
+            for k in drop {
+                self.map.remove(&k);
+            }
+        }
+        self.map.insert(key, state);
+    }
+
+    pub(crate) fn remove(&mut self, key: &CustomerKey) {
+        self.map.remove(key);
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.map.clear();
+    }
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>, max_jobs: usize, cache_cap: usize) {
+    let mut cache = StateCache { map: HashMap::new(), cap: cache_cap };
+    let mut jobs: Vec<WriteJob> = Vec::with_capacity(max_jobs);
+    while let Some(first) = rx.blocking_recv() {
+        jobs.push(first);
+        while jobs.len() < max_jobs {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let n = jobs.len();
+        run_group(&conn, &mut cache, std::mem::take(&mut jobs));
+        metrics::histogram!("waymark_store_commit_seconds", "backend" => "sqlite").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("waymark_store_commit_jobs", "backend" => "sqlite").record(n as f64);
+    }
+    tracing::debug!("sqlite writer stopped");
+}
+
+enum Pending {
+    Ingest(oneshot::Sender<StoreResult<Vec<ItemResult>>>, StoreResult<Vec<ItemResult>>),
+    Exec(oneshot::Sender<StoreResult<JobValue>>, StoreResult<JobValue>),
+}
+
+/// Apply a group of jobs in one transaction, then answer them.
+fn run_group(conn: &Connection, cache: &mut StateCache, jobs: Vec<WriteJob>) {
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let err = sql_err(e);
+        for job in jobs {
+            fail(job, StoreError::Unavailable(err.to_string()));
+        }
+        return;
+    }
+    let mut pending = Vec::with_capacity(jobs.len());
+    // Customer states written in this transaction; they enter the cache only after the commit.
+    let mut written: HashMap<CustomerKey, CustomerState> = HashMap::new();
+    for job in jobs {
+        let _ = conn.execute_batch("SAVEPOINT job");
+        match job {
+            WriteJob::Ingest { batch, reply } => {
+                let mut job_states: HashMap<CustomerKey, CustomerState> = HashMap::new();
+                let result = {
+                    let mut t = tx::SqliteTx { conn, cache, written: &written, job_states: &mut job_states };
+                    let mut out = Vec::with_capacity(batch.items.len());
+                    let mut err = None;
+                    for item in &batch.items {
+                        match apply_item(&mut t, batch.org, &batch.config, item).now_or_never() {
+                            Some(Ok(r)) => out.push(r),
+                            Some(Err(e)) => {
+                                err = Some(e);
+                                break;
+                            }
+                            None => {
+                                err = Some(StoreError::Internal("sqlite journey step did not complete synchronously".into()));
+                                break;
+                            }
+                        }
+                    }
+                    match err {
+                        Some(e) => Err(e),
+                        None => Ok(out),
+                    }
+                };
+                match &result {
+                    Ok(_) => {
+                        let _ = conn.execute_batch("RELEASE job");
+                        written.extend(job_states);
+                    }
+                    Err(_) => {
+                        let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                    }
+                }
+                pending.push(Pending::Ingest(reply, result));
+            }
+            WriteJob::Exec { work, reply } => {
+                let result = work(conn, cache);
+                match &result {
+                    Ok(_) => {
+                        let _ = conn.execute_batch("RELEASE job");
+                    }
+                    Err(_) => {
+                        let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                    }
+                }
+                pending.push(Pending::Exec(reply, result));
+            }
+        }
+    }
+    match conn.execute_batch("COMMIT") {
+        Ok(()) => {
+            for (k, v) in written {
+                cache.put(k, v);
+            }
+            for p in pending {
+                match p {
+                    Pending::Ingest(reply, r) => {
+                        let _ = reply.send(r);
+                    }
+                    Pending::Exec(reply, r) => {
+                        let _ = reply.send(r);
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            for k in written.keys() {
+                cache.remove(k);
+            }
+            let msg = format!("commit failed: {e}");
+            tracing::error!(error = %msg, "sqlite group commit failed");
+            for p in pending {
+                match p {
+                    Pending::Ingest(reply, _) => {
+                        let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
+                    }
+                    Pending::Exec(reply, _) => {
+                        let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn fail(job: WriteJob, e: StoreError) {
+    match job {
+        WriteJob::Ingest { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+        WriteJob::Exec { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ingest(&self, batch: IngestBatch) -> StoreResult<Vec<ItemResult>> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(WriteJob::Ingest { batch, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?;
+        rx.await.map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?
+    }
+
+    async fn get_session(&self, org: OrgId, id: SessionId) -> StoreResult<Option<SessionRecord>> {
+        self.read(move |c| read::session(c, org, id)).await
+    }
+
+    async fn session_events(&self, org: OrgId, session: SessionId, page: &EventPage) -> StoreResult<Vec<Event>> {
+        let page = page.clone();
+        self.read(move |c| read::session_events(c, org, session, &page)).await
+    }
+
+    async fn contact_sessions(&self, org: OrgId, contact: ContactId, page: &SessionPage) -> StoreResult<Vec<SessionRecord>> {
+        let page = page.clone();
+        self.read(move |c| read::contact_sessions(c, org, contact, &page)).await
+    }
+
+    async fn customer_sessions(&self, org: OrgId, cookie: &CookieId, page: &SessionPage) -> StoreResult<Vec<SessionRecord>> {
+        let page = page.clone();
+        let cookie = cookie.clone();
+        self.read(move |c| read::customer_sessions(c, org, &cookie, &page)).await
+    }
+
+    async fn get_customer(&self, org: OrgId, cookie: &CookieId) -> StoreResult<Option<CustomerRecord>> {
+        let cookie = cookie.clone();
+        self.read(move |c| read::customer(c, org, &cookie)).await
+    }
+
+    async fn get_contact(&self, org: OrgId, id: ContactId) -> StoreResult<Option<Contact>> {
+        self.read(move |c| read::contact(c, org, id)).await
+    }
+
+    async fn search_contacts(&self, org: OrgId, query: &ContactQuery, limit: usize) -> StoreResult<Vec<Contact>> {
+        let q = query.clone();
+        self.read(move |c| read::search_contacts(c, org, &q, limit)).await
+    }
+
+    async fn put_record(&self, record: &Record, expect_version: Option<i64>, unique_name: bool) -> StoreResult<()> {
+        let record = record.clone();
+        self.exec(move |c, _| tx::put_record(c, &record, expect_version, unique_name).map(|_| JobValue::Unit)).await.map(|_| ())
+    }
+
+    async fn get_record(&self, kind: RecordKind, id: &str) -> StoreResult<Option<Record>> {
+        let id = id.to_string();
+        self.read(move |c| read::record(c, kind, &id)).await
+    }
+
+    async fn find_record(&self, kind: RecordKind, org: Option<OrgId>, name: &str) -> StoreResult<Option<Record>> {
+        let name = name.to_string();
+        self.read(move |c| read::record_by_name(c, kind, org, &name)).await
+    }
+
+    async fn list_records(&self, kind: RecordKind, org: Option<OrgId>) -> StoreResult<Vec<Record>> {
+        self.read(move |c| read::records(c, kind, org)).await
+    }
+
+    async fn delete_record(&self, kind: RecordKind, org: Option<OrgId>, id: &str) -> StoreResult<bool> {
+        let id = id.to_string();
+        match self.exec(move |c, _| tx::delete_record(c, kind, org, &id).map(JobValue::Bool)).await? {
+            JobValue::Bool(b) => Ok(b),
+            _ => Err(StoreError::Internal("unexpected job value".into())),
+        }
+    }
+
+    async fn purge_before(&self, cutoff: Timestamp) -> StoreResult<PurgeReport> {
+        match self.exec(move |c, cache| tx::purge_before(c, cache, cutoff).map(JobValue::Purge)).await? {
+            JobValue::Purge(r) => Ok(r),
+            _ => Err(StoreError::Internal("unexpected job value".into())),
+        }
+    }
+
+    async fn close_idle_sessions(&self, idle_before: Timestamp, limit: usize) -> StoreResult<Vec<SessionRecord>> {
+        match self.exec(move |c, cache| tx::close_idle(c, cache, idle_before, limit).map(JobValue::Closed)).await? {
+            JobValue::Closed(r) => Ok(r),
+            _ => Err(StoreError::Internal("unexpected job value".into())),
+        }
+    }
+
+    async fn stats(&self) -> StoreResult<StoreStats> {
+        self.read(read::stats).await
+    }
+}

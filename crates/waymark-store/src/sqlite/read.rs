@@ -1,0 +1,301 @@
+//! Reads of the embedded store. Every hot query is an index range scan: a session by primary key, a session's
+//! events by `(org, session, time)`, a contact's or customer's sessions by `(org, contact|customer, created)`.
+
+use super::sql_err;
+use crate::ingest::{decode_event, decode_session, with_contact_ref};
+use crate::types::*;
+use crate::{Record, RecordKind, StoreError, StoreResult};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use waymark_domain::event::Event;
+use waymark_domain::ids::{ContactId, CustomerId, OrgId, SessionId};
+use waymark_domain::web_event::CookieId;
+use waymark_domain::Timestamp;
+
+fn org_key(org: OrgId) -> String {
+    org.to_string()
+}
+
+fn session_row(org: OrgId, r: &Row<'_>) -> rusqlite::Result<(Option<String>, Option<String>, String)> {
+    let _ = org;
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+}
+
+fn to_record(org: OrgId, (customer, contact, body): (Option<String>, Option<String>, String)) -> StoreResult<SessionRecord> {
+    let contact_id = contact.as_deref().and_then(ContactId::parse);
+    Ok(SessionRecord {
+        org,
+        customer_id: customer.as_deref().and_then(CustomerId::parse),
+        contact_id,
+        session: with_contact_ref(decode_session(&body)?, contact_id),
+    })
+}
+
+pub(crate) fn session(c: &Connection, org: OrgId, id: SessionId) -> StoreResult<Option<SessionRecord>> {
+    let mut stmt = c.prepare_cached("SELECT customer_id, contact_id, body FROM sessions WHERE org_id = ?1 AND id = ?2").map_err(sql_err)?;
+    let row = stmt.query_row(params![org_key(org), id.to_string()], |r| session_row(org, r)).optional().map_err(sql_err)?;
+    row.map(|r| to_record(org, r)).transpose()
+}
+
+pub(crate) fn session_events(c: &Connection, org: OrgId, session: SessionId, page: &EventPage) -> StoreResult<Vec<Event>> {
+    let (after_ms, after_id) = match &page.after {
+        Some((t, id)) => (t.unix_millis(), id.clone()),
+        None => (i64::MIN, String::new()),
+    };
+    let types: Vec<&str> = page.types.iter().map(|t| t.as_str()).collect();
+    let limit = page.limit.clamp(1, 10_000) as i64;
+    let mut out = Vec::new();
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT type, body FROM events WHERE org_id = ?1 AND session_id = ?2 AND (created_ms, id) > (?3, ?4)
+             ORDER BY created_ms, id LIMIT ?5",
+        )
+        .map_err(sql_err)?;
+    // Filtering by type happens after the range scan; fetch in chunks until the page is full.
+    let mut cursor = (after_ms, after_id);
+    loop {
+        let chunk_limit = if types.is_empty() { limit } else { limit.max(200) };
+        let rows: Vec<(String, String)> = stmt
+            .query_map(params![org_key(org), session.to_string(), cursor.0, cursor.1, chunk_limit], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(sql_err)?
+            .collect::<Result<_, _>>()
+            .map_err(sql_err)?;
+        let n = rows.len();
+        for (ty, body) in rows {
+            let ev = decode_event(&body)?;
+            cursor = (ev.created_date.unix_millis(), ev.id.clone());
+            if types.is_empty() || types.contains(&ty.as_str()) {
+                out.push(ev);
+                if out.len() as i64 >= limit {
+                    return Ok(out);
+                }
+            }
+        }
+        if (n as i64) < chunk_limit {
+            return Ok(out);
+        }
+    }
+}
+
+pub(crate) fn contact_sessions(c: &Connection, org: OrgId, contact: ContactId, page: &SessionPage) -> StoreResult<Vec<SessionRecord>> {
+    let (before_ms, before_id) = before(page);
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT customer_id, contact_id, body FROM sessions INDEXED BY sessions_by_contact
+             WHERE org_id = ?1 AND contact_id = ?2 AND (created_ms, id) < (?3, ?4) AND last_ms >= ?5
+             ORDER BY created_ms DESC, id DESC LIMIT ?6",
+        )
+        .map_err(sql_err)?;
+    let rows: Vec<_> = stmt
+        .query_map(
+            params![org_key(org), contact.to_string(), before_ms, before_id, page.since.unix_millis(), page.limit.clamp(1, 1000) as i64],
+            |r| session_row(org, r),
+        )
+        .map_err(sql_err)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_err)?;
+    rows.into_iter().map(|r| to_record(org, r)).collect()
+}
+
+pub(crate) fn customer_sessions(c: &Connection, org: OrgId, cookie: &CookieId, page: &SessionPage) -> StoreResult<Vec<SessionRecord>> {
+    let Some(customer) = customer(c, org, cookie)? else { return Ok(Vec::new()) };
+    let (before_ms, before_id) = before(page);
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT customer_id, contact_id, body FROM sessions
+             WHERE org_id = ?1 AND customer_id = ?2 AND (created_ms, id) < (?3, ?4) AND last_ms >= ?5
+             ORDER BY created_ms DESC, id DESC LIMIT ?6",
+        )
+        .map_err(sql_err)?;
+    let rows: Vec<_> = stmt
+        .query_map(
+            params![org_key(org), customer.id.to_string(), before_ms, before_id, page.since.unix_millis(), page.limit.clamp(1, 1000) as i64],
+            |r| session_row(org, r),
+        )
+        .map_err(sql_err)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_err)?;
+    rows.into_iter().map(|r| to_record(org, r)).collect()
+}
+
+fn before(page: &SessionPage) -> (i64, String) {
+    match &page.before {
+        Some((t, id)) => (t.unix_millis(), id.clone()),
+        None => (i64::MAX, String::new()),
+    }
+}
+
+pub(crate) fn customer(c: &Connection, org: OrgId, cookie: &CookieId) -> StoreResult<Option<CustomerRecord>> {
+    let mut stmt = c
+        .prepare_cached("SELECT id, contact_id, created_ms, state FROM customers WHERE org_id = ?1 AND cookie_id = ?2")
+        .map_err(sql_err)?;
+    let row: Option<(String, Option<String>, i64, Vec<u8>)> = stmt
+        .query_row(params![org_key(org), cookie.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .optional()
+        .map_err(sql_err)?;
+    let Some((id, contact, created, state)) = row else { return Ok(None) };
+    let state = crate::ingest::decode_state(&state)?;
+    Ok(Some(CustomerRecord {
+        org,
+        id: CustomerId::parse(&id).ok_or_else(|| StoreError::Corrupt(format!("customer id {id}")))?,
+        cookie_id: cookie.clone(),
+        contact_id: contact.as_deref().and_then(ContactId::parse),
+        created: Timestamp::from_unix_millis(created),
+        total_events: state.total_events,
+    }))
+}
+
+/// A contact row exactly as stored (no merge following).
+pub(crate) fn contact_exact(c: &Connection, org: OrgId, id: ContactId) -> StoreResult<Option<Contact>> {
+    let mut stmt = c.prepare_cached("SELECT body FROM contacts WHERE org_id = ?1 AND id = ?2").map_err(sql_err)?;
+    let body: Option<String> = stmt.query_row(params![org_key(org), id.to_string()], |r| r.get(0)).optional().map_err(sql_err)?;
+    body.map(|b| serde_json::from_str(&b).map_err(|e| StoreError::Corrupt(format!("contact {id}: {e}")))).transpose()
+}
+
+/// A contact, following merges to the survivor, with its cookie ids.
+pub(crate) fn contact(c: &Connection, org: OrgId, id: ContactId) -> StoreResult<Option<Contact>> {
+    let mut current = id;
+    for _ in 0..16 {
+        let merged: Option<Option<String>> = c
+            .query_row("SELECT merged_into FROM contacts WHERE org_id = ?1 AND id = ?2", params![org_key(org), current.to_string()], |r| r.get(0))
+            .optional()
+            .map_err(sql_err)?;
+        match merged {
+            None => return Ok(None),
+            Some(Some(next)) => match ContactId::parse(&next) {
+                Some(n) => current = n,
+                None => return Err(StoreError::Corrupt(format!("contact {current} merged into {next:?}"))),
+            },
+            Some(None) => break,
+        }
+    }
+    let Some(mut contact) = contact_exact(c, org, current)? else { return Ok(None) };
+    let mut stmt = c
+        .prepare_cached("SELECT cookie_id FROM customers INDEXED BY customers_by_contact WHERE org_id = ?1 AND contact_id = ?2 LIMIT 100")
+        .map_err(sql_err)?;
+    contact.cookie_ids = stmt
+        .query_map(params![org_key(org), current.to_string()], |r| r.get(0))
+        .map_err(sql_err)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_err)?;
+    Ok(Some(contact))
+}
+
+pub(crate) fn search_contacts(c: &Connection, org: OrgId, q: &ContactQuery, limit: usize) -> StoreResult<Vec<Contact>> {
+    let text = q.text.trim();
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ids: Vec<ContactId> = Vec::new();
+    // Exact identifiers first: email, phone, cookie id, contact id.
+    if let Some(e) = waymark_domain::identity::Email::parse(text) {
+        ids.extend(identifier_owner(c, org, "email", e.as_str())?);
+    }
+    if let Some(p) = waymark_domain::identity::Phone::parse(text, None) {
+        ids.extend(identifier_owner(c, org, "phone", p.as_str())?);
+    }
+    if let Ok(cookie) = CookieId::parse(text)
+        && let Some(cust) = customer(c, org, &cookie)?
+        && let Some(cid) = cust.contact_id
+    {
+        ids.push(cid);
+    }
+    if let Some(cid) = ContactId::parse(text) {
+        ids.push(cid);
+    }
+    // Then names, emails and phones containing the text.
+    let pattern = format!("%{}%", text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    let mut stmt = c
+        .prepare_cached("SELECT id FROM contacts WHERE org_id = ?1 AND merged_into IS NULL AND search LIKE ?2 ESCAPE '\\' ORDER BY updated_ms DESC LIMIT ?3")
+        .map_err(sql_err)?;
+    let found: Vec<String> = stmt
+        .query_map(params![org_key(org), pattern, limit.clamp(1, 200) as i64], |r| r.get(0))
+        .map_err(sql_err)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_err)?;
+    ids.extend(found.iter().filter_map(|s| ContactId::parse(s)));
+    let mut out: Vec<Contact> = Vec::new();
+    for id in ids {
+        if out.len() >= limit {
+            break;
+        }
+        if let Some(ct) = contact(c, org, id)?
+            && !out.iter().any(|o| o.id == ct.id)
+        {
+            out.push(ct);
+        }
+    }
+    Ok(out)
+}
+
+fn identifier_owner(c: &Connection, org: OrgId, kind: &str, value: &str) -> StoreResult<Option<ContactId>> {
+    let v: Option<String> = c
+        .query_row(
+            "SELECT contact_id FROM contact_identifiers WHERE org_id = ?1 AND kind = ?2 AND value = ?3",
+            params![org_key(org), kind, value],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql_err)?;
+    Ok(v.and_then(|s| ContactId::parse(&s)))
+}
+
+fn record_from_row(r: &Row<'_>) -> rusqlite::Result<(String, String, String, String, String, i64, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+}
+
+fn to_rec(kind: RecordKind, (_, id, org, name, body, version, updated): (String, String, String, String, String, i64, i64)) -> StoreResult<Record> {
+    Ok(Record {
+        kind,
+        org: if org.is_empty() { None } else { OrgId::parse(&org) },
+        id,
+        name,
+        body: serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(format!("{} record: {e}", kind.as_str())))?,
+        version,
+        updated: Timestamp::from_unix_millis(updated),
+    })
+}
+
+const RECORD_COLS: &str = "kind, id, org_id, name, body, version, updated_ms";
+
+pub(crate) fn record(c: &Connection, kind: RecordKind, id: &str) -> StoreResult<Option<Record>> {
+    let mut stmt = c.prepare_cached(&format!("SELECT {RECORD_COLS} FROM records WHERE kind = ?1 AND id = ?2")).map_err(sql_err)?;
+    let row = stmt.query_row(params![kind.as_str(), id], record_from_row).optional().map_err(sql_err)?;
+    row.map(|r| to_rec(kind, r)).transpose()
+}
+
+pub(crate) fn record_by_name(c: &Connection, kind: RecordKind, org: Option<OrgId>, name: &str) -> StoreResult<Option<Record>> {
+    let mut stmt = c
+        .prepare_cached(&format!("SELECT {RECORD_COLS} FROM records WHERE kind = ?1 AND org_id = ?2 AND name_key = ?3 LIMIT 1"))
+        .map_err(sql_err)?;
+    let row = stmt
+        .query_row(params![kind.as_str(), org.map(org_key).unwrap_or_default(), name.to_lowercase()], record_from_row)
+        .optional()
+        .map_err(sql_err)?;
+    row.map(|r| to_rec(kind, r)).transpose()
+}
+
+pub(crate) fn records(c: &Connection, kind: RecordKind, org: Option<OrgId>) -> StoreResult<Vec<Record>> {
+    let rows: Vec<_> = match org {
+        Some(o) => {
+            let mut stmt = c
+                .prepare_cached(&format!("SELECT {RECORD_COLS} FROM records WHERE kind = ?1 AND org_id = ?2 ORDER BY name_key, id"))
+                .map_err(sql_err)?;
+            stmt.query_map(params![kind.as_str(), org_key(o)], record_from_row).map_err(sql_err)?.collect::<Result<_, _>>().map_err(sql_err)?
+        }
+        None => {
+            let mut stmt = c.prepare_cached(&format!("SELECT {RECORD_COLS} FROM records WHERE kind = ?1 ORDER BY name_key, id")).map_err(sql_err)?;
+            stmt.query_map(params![kind.as_str()], record_from_row).map_err(sql_err)?.collect::<Result<_, _>>().map_err(sql_err)?
+        }
+    };
+    rows.into_iter().map(|r| to_rec(kind, r)).collect()
+}
+
+pub(crate) fn stats(c: &Connection) -> StoreResult<StoreStats> {
+    let count = |sql: &str| -> StoreResult<u64> { c.query_row(sql, [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(sql_err) };
+    Ok(StoreStats {
+        events: count("SELECT COUNT(*) FROM events")?,
+        sessions: count("SELECT COUNT(*) FROM sessions")?,
+        customers: count("SELECT COUNT(*) FROM customers")?,
+        contacts: count("SELECT COUNT(*) FROM contacts WHERE merged_into IS NULL")?,
+    })
+}

@@ -1,0 +1,358 @@
+//! Writes of the embedded store, run on the writer thread inside its group transaction.
+
+use super::{StateCache, sql_err};
+use crate::ingest::{JourneyTx, decode_session, decode_state, encode_event, encode_session, encode_state, with_contact_ref};
+use crate::types::*;
+use crate::{Record, RecordKind, StoreError, StoreResult};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashMap;
+use waymark_domain::event::Event;
+use waymark_domain::identity::{Identifier, TraitIdentity};
+use waymark_domain::ids::{ContactId, CustomerId, OrgId, SessionId};
+use waymark_domain::journey::{CustomerState, SessionRules, expire};
+use waymark_domain::session::Session;
+use waymark_domain::web_event::CookieId;
+use waymark_domain::Timestamp;
+
+pub(crate) struct SqliteTx<'a> {
+    pub conn: &'a Connection,
+    pub cache: &'a StateCache,
+    /// States written by earlier jobs of this transaction.
+    pub written: &'a HashMap<(OrgId, String), CustomerState>,
+    /// States written by this job.
+    pub job_states: &'a mut HashMap<(OrgId, String), CustomerState>,
+}
+
+fn org_key(org: OrgId) -> String {
+    org.to_string()
+}
+
+impl JourneyTx for SqliteTx<'_> {
+    async fn load_customer(&mut self, org: OrgId, cookie: &CookieId) -> StoreResult<Option<CustomerState>> {
+        let key = (org, cookie.as_str().to_string());
+        if let Some(s) = self.job_states.get(&key).or_else(|| self.written.get(&key)).or_else(|| self.cache.get(&key)) {
+            return Ok(Some(s.clone()));
+        }
+        let mut stmt = self.conn.prepare_cached("SELECT state FROM customers WHERE org_id = ?1 AND cookie_id = ?2").map_err(sql_err)?;
+        let blob: Option<Vec<u8>> = stmt.query_row(params![org_key(org), cookie.as_str()], |r| r.get(0)).optional().map_err(sql_err)?;
+        blob.map(|b| decode_state(&b)).transpose()
+    }
+
+    async fn save_customer(&mut self, org: OrgId, state: &CustomerState) -> StoreResult<()> {
+        let blob = encode_state(state)?;
+        let updated = state.current.as_ref().map_or(state.created, |c| c.last_at);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO customers (org_id, cookie_id, id, contact_id, created_ms, updated_ms, version, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (org_id, cookie_id) DO UPDATE SET contact_id = excluded.contact_id,
+                   updated_ms = MAX(customers.updated_ms, excluded.updated_ms), version = excluded.version, state = excluded.state",
+            )
+            .map_err(sql_err)?;
+        stmt.execute(params![
+            org_key(org),
+            state.cookie_id.as_str(),
+            state.customer_id.to_string(),
+            state.contact_id.map(|c| c.to_string()),
+            state.created.unix_millis(),
+            updated.unix_millis(),
+            state.version,
+            blob
+        ])
+        .map_err(sql_err)?;
+        self.job_states.insert((org, state.cookie_id.as_str().to_string()), state.clone());
+        Ok(())
+    }
+
+    async fn client_event_session(&mut self, org: OrgId, client_key: &str) -> StoreResult<Option<SessionId>> {
+        let mut stmt = self.conn.prepare_cached("SELECT session_id FROM event_keys WHERE org_id = ?1 AND key = ?2").map_err(sql_err)?;
+        let id: Option<String> = stmt.query_row(params![org_key(org), client_key], |r| r.get(0)).optional().map_err(sql_err)?;
+        Ok(id.and_then(|s| SessionId::parse(&s)))
+    }
+
+    async fn load_session(&mut self, org: OrgId, id: SessionId) -> StoreResult<Option<SessionRecord>> {
+        super::read::session(self.conn, org, id)
+    }
+
+    async fn identifier_owner(&mut self, org: OrgId, id: &Identifier) -> StoreResult<Option<ContactId>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT contact_id FROM contact_identifiers WHERE org_id = ?1 AND kind = ?2 AND value = ?3")
+            .map_err(sql_err)?;
+        let c: Option<String> = stmt.query_row(params![org_key(org), id.kind(), id.value()], |r| r.get(0)).optional().map_err(sql_err)?;
+        Ok(c.and_then(|s| ContactId::parse(&s)))
+    }
+
+    async fn create_contact(&mut self, org: OrgId, id: ContactId, at: Timestamp, identity: &TraitIdentity, identifiers: &[Identifier]) -> StoreResult<()> {
+        let mut contact = Contact {
+            id,
+            org,
+            first_name: None,
+            last_name: None,
+            display_name: None,
+            emails: Vec::new(),
+            phones: Vec::new(),
+            messaging_ids: Vec::new(),
+            cookie_ids: Vec::new(),
+            created: at,
+            modified: at,
+        };
+        crate::ingest::merge_identity_into(&mut contact, identity, identifiers, at);
+        write_contact(self.conn, &contact)?;
+        insert_identifiers(self.conn, org, id, identifiers)
+    }
+
+    async fn update_contact(&mut self, org: OrgId, id: ContactId, at: Timestamp, identity: &TraitIdentity, attach: &[Identifier]) -> StoreResult<()> {
+        let Some(mut contact) = super::read::contact_exact(self.conn, org, id)? else {
+            return Err(StoreError::Corrupt(format!("contact {id} is referenced but missing")));
+        };
+        if crate::ingest::merge_identity_into(&mut contact, identity, attach, at) {
+            write_contact(self.conn, &contact)?;
+        }
+        insert_identifiers(self.conn, org, id, attach)
+    }
+
+    async fn merge_contacts(&mut self, org: OrgId, target: ContactId, merged: &[ContactId], at: Timestamp) -> StoreResult<()> {
+        let Some(mut into) = super::read::contact_exact(self.conn, org, target)? else {
+            return Err(StoreError::Corrupt(format!("contact {target} is referenced but missing")));
+        };
+        let o = org_key(org);
+        for m in merged {
+            if let Some(from) = super::read::contact_exact(self.conn, org, *m)? {
+                crate::ingest::absorb_contact(&mut into, &from, at);
+            }
+            let (t, ms) = (target.to_string(), m.to_string());
+            self.conn.execute("UPDATE contact_identifiers SET contact_id = ?1 WHERE org_id = ?2 AND contact_id = ?3", params![t, o, ms]).map_err(sql_err)?;
+            self.conn.execute("UPDATE sessions SET contact_id = ?1 WHERE org_id = ?2 AND contact_id = ?3", params![t, o, ms]).map_err(sql_err)?;
+            // Customers hold the contact id in their state too: rewrite those states.
+            let mut stmt = self.conn.prepare("SELECT cookie_id, state FROM customers WHERE org_id = ?1 AND contact_id = ?2").map_err(sql_err)?;
+            let rows: Vec<(String, Vec<u8>)> =
+                stmt.query_map(params![o, ms], |r| Ok((r.get(0)?, r.get(1)?))).map_err(sql_err)?.collect::<Result<_, _>>().map_err(sql_err)?;
+            for (cookie, blob) in rows {
+                let key = (org, cookie.clone());
+                let mut st = match self.job_states.get(&key).or_else(|| self.written.get(&key)) {
+                    Some(s) => s.clone(),
+                    None => decode_state(&blob)?,
+                };
+                st.contact_id = Some(target);
+                st.version += 1;
+                self.save_customer(org, &st).await?;
+            }
+            // States cached from earlier jobs in this transaction also point at the merged contact.
+            let stale: Vec<(OrgId, String)> =
+                self.written.iter().filter(|(k, s)| k.0 == org && s.contact_id == Some(*m)).map(|(k, _)| k.clone()).collect();
+            for key in stale {
+                if let Some(mut st) = self.written.get(&key).cloned() {
+                    st.contact_id = Some(target);
+                    self.job_states.insert(key, st);
+                }
+            }
+            self.conn
+                .execute("UPDATE contacts SET merged_into = ?1, updated_ms = ?2 WHERE org_id = ?3 AND id = ?4", params![t, at.unix_millis(), o, ms])
+                .map_err(sql_err)?;
+        }
+        write_contact(self.conn, &into)
+    }
+
+    async fn link_customer(&mut self, org: OrgId, customer: CustomerId, contact: ContactId) -> StoreResult<()> {
+        let o = org_key(org);
+        self.conn
+            .prepare_cached("UPDATE sessions SET contact_id = ?1 WHERE org_id = ?2 AND customer_id = ?3")
+            .map_err(sql_err)?
+            .execute(params![contact.to_string(), o, customer.to_string()])
+            .map_err(sql_err)?;
+        self.conn
+            .prepare_cached("UPDATE customers SET contact_id = ?1 WHERE org_id = ?2 AND id = ?3")
+            .map_err(sql_err)?
+            .execute(params![contact.to_string(), o, customer.to_string()])
+            .map_err(sql_err)?;
+        Ok(())
+    }
+
+    async fn insert_event(&mut self, org: OrgId, event: &Event, client_key: Option<&str>) -> StoreResult<()> {
+        let body = encode_event(event)?;
+        let o = org_key(org);
+        self.conn
+            .prepare_cached("INSERT INTO events (org_id, session_id, created_ms, id, type, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .map_err(sql_err)?
+            .execute(params![o, event.session.id, event.created_date.unix_millis(), event.id, event.event_type.as_str(), body])
+            .map_err(sql_err)?;
+        if let Some(key) = client_key {
+            self.conn
+                .prepare_cached("INSERT INTO event_keys (org_id, key, session_id, created_ms) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(sql_err)?
+                .execute(params![o, key, event.session.id, event.created_date.unix_millis()])
+                .map_err(sql_err)?;
+        }
+        Ok(())
+    }
+
+    async fn upsert_session(&mut self, org: OrgId, customer: Option<CustomerId>, contact: Option<ContactId>, s: &Session) -> StoreResult<()> {
+        upsert_session_row(self.conn, org, customer, contact, s, None)
+    }
+}
+
+pub(crate) fn upsert_session_row(
+    conn: &Connection,
+    org: OrgId,
+    customer: Option<CustomerId>,
+    contact: Option<ContactId>,
+    s: &Session,
+    external_key: Option<&str>,
+) -> StoreResult<()> {
+    let body = encode_session(s)?;
+    let last = s.last_activity_date.unwrap_or(s.created_date);
+    conn.prepare_cached(
+        "INSERT INTO sessions (org_id, id, customer_id, contact_id, type, created_ms, last_ms, ended, external_key, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (org_id, id) DO UPDATE SET customer_id = excluded.customer_id, contact_id = excluded.contact_id,
+           created_ms = excluded.created_ms, last_ms = excluded.last_ms, ended = excluded.ended, body = excluded.body",
+    )
+    .map_err(sql_err)?
+    .execute(params![
+        org_key(org),
+        s.id,
+        customer.map(|c| c.to_string()),
+        contact.map(|c| c.to_string()),
+        s.session_type.as_str(),
+        s.created_date.unix_millis(),
+        last.unix_millis(),
+        s.ended_date.is_some(),
+        external_key,
+        body
+    ])
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+fn write_contact(conn: &Connection, c: &Contact) -> StoreResult<()> {
+    let body = serde_json::to_string(c).map_err(|e| StoreError::Internal(e.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO contacts (org_id, id, merged_into, created_ms, updated_ms, search, body) VALUES (?1, ?2, NULL, ?3, ?4, ?5, ?6)
+         ON CONFLICT (org_id, id) DO UPDATE SET updated_ms = excluded.updated_ms, search = excluded.search, body = excluded.body",
+    )
+    .map_err(sql_err)?
+    .execute(params![org_key(c.org), c.id.to_string(), c.created.unix_millis(), c.modified.unix_millis(), crate::ingest::search_text(c), body])
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+fn insert_identifiers(conn: &Connection, org: OrgId, contact: ContactId, ids: &[Identifier]) -> StoreResult<()> {
+    let mut stmt = conn
+        .prepare_cached("INSERT INTO contact_identifiers (org_id, kind, value, contact_id) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")
+        .map_err(sql_err)?;
+    for id in ids {
+        stmt.execute(params![org_key(org), id.kind(), id.value(), contact.to_string()]).map_err(sql_err)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn put_record(conn: &Connection, r: &Record, expect_version: Option<i64>, unique_name: bool) -> StoreResult<()> {
+    let org = r.org.map(org_key).unwrap_or_default();
+    let name_key = r.name.to_lowercase();
+    if unique_name {
+        let taken: Option<String> = conn
+            .query_row(
+                "SELECT id FROM records WHERE kind = ?1 AND org_id = ?2 AND name_key = ?3 AND id <> ?4",
+                params![r.kind.as_str(), org, name_key, r.id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(sql_err)?;
+        if taken.is_some() {
+            return Err(StoreError::Conflict(format!("a {} named {:?} already exists", r.kind.as_str(), r.name)));
+        }
+    }
+    if let Some(v) = expect_version {
+        let current: Option<i64> = conn
+            .query_row("SELECT version FROM records WHERE kind = ?1 AND id = ?2", params![r.kind.as_str(), r.id], |row| row.get(0))
+            .optional()
+            .map_err(sql_err)?;
+        if current != Some(v) {
+            return Err(StoreError::Conflict(format!(
+                "{} {} is at version {:?}, not {v}; reload it and apply your change again",
+                r.kind.as_str(),
+                r.id,
+                current
+            )));
+        }
+    }
+    let body = serde_json::to_string(&r.body).map_err(|e| StoreError::Internal(e.to_string()))?;
+    conn.prepare_cached(
+        "INSERT INTO records (kind, id, org_id, name, name_key, body, version, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (kind, id) DO UPDATE SET org_id = excluded.org_id, name = excluded.name, name_key = excluded.name_key,
+           body = excluded.body, version = excluded.version, updated_ms = excluded.updated_ms",
+    )
+    .map_err(sql_err)?
+    .execute(params![r.kind.as_str(), r.id, org, r.name, name_key, body, r.version, r.updated.unix_millis()])
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+pub(crate) fn delete_record(conn: &Connection, kind: RecordKind, org: Option<OrgId>, id: &str) -> StoreResult<bool> {
+    let n = conn
+        .execute("DELETE FROM records WHERE kind = ?1 AND org_id = ?2 AND id = ?3", params![kind.as_str(), org.map(org_key).unwrap_or_default(), id])
+        .map_err(sql_err)?;
+    Ok(n > 0)
+}
+
+pub(crate) fn purge_before(conn: &Connection, cache: &mut StateCache, cutoff: Timestamp) -> StoreResult<PurgeReport> {
+    let ms = cutoff.unix_millis();
+    let events = conn.execute("DELETE FROM events WHERE created_ms < ?1", [ms]).map_err(sql_err)?;
+    conn.execute("DELETE FROM event_keys WHERE created_ms < ?1", [ms]).map_err(sql_err)?;
+    let sessions = conn.execute("DELETE FROM sessions WHERE last_ms < ?1", [ms]).map_err(sql_err)?;
+    let customers = conn.execute("DELETE FROM customers WHERE updated_ms < ?1", [ms]).map_err(sql_err)?;
+    cache.clear();
+    let _ = conn.execute_batch("PRAGMA incremental_vacuum(2000)");
+    Ok(PurgeReport { events: events as u64, sessions: sessions as u64, customers: customers as u64 })
+}
+
+pub(crate) fn close_idle(conn: &Connection, cache: &mut StateCache, idle_before: Timestamp, limit: usize) -> StoreResult<Vec<SessionRecord>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT org_id, id, customer_id, contact_id, body FROM sessions
+             WHERE ended = 0 AND type = 'web' AND last_ms < ?1 ORDER BY last_ms LIMIT ?2",
+        )
+        .map_err(sql_err)?;
+    let rows: Vec<(String, String, Option<String>, Option<String>, String)> = stmt
+        .query_map(params![idle_before.unix_millis(), limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .map_err(sql_err)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_err)?;
+    let mut closed = Vec::with_capacity(rows.len());
+    for (org_s, _id, customer, contact, body) in rows {
+        let Some(org) = OrgId::parse(&org_s) else { continue };
+        let mut session = decode_session(&body)?;
+        let last = session.last_activity_date.unwrap_or(session.created_date);
+        session.ended_date = Some(last);
+        let customer_id = customer.as_deref().and_then(CustomerId::parse);
+        let contact_id = contact.as_deref().and_then(ContactId::parse);
+        upsert_session_row(conn, org, customer_id, contact_id, &session, None)?;
+        if let Some(cid) = customer_id {
+            let row: Option<(String, Vec<u8>)> = conn
+                .query_row("SELECT cookie_id, state FROM customers WHERE org_id = ?1 AND id = ?2", params![org_s, cid.to_string()], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+                .map_err(sql_err)?;
+            if let Some((cookie, blob)) = row {
+                let mut st = decode_state(&blob)?;
+                let is_current = st.current.as_ref().is_some_and(|c| c.session.id == session.id);
+                if is_current {
+                    // Any timeout shorter than the idle horizon closes it; the horizon already passed.
+                    let rules = SessionRules { inactivity_timeout_secs: 0 };
+                    let _ = expire(&mut st, &rules, idle_before.plus_millis(1).max(last.plus_millis(1)));
+                    conn.execute(
+                        "UPDATE customers SET state = ?1, version = ?2 WHERE org_id = ?3 AND cookie_id = ?4",
+                        params![encode_state(&st)?, st.version, org_s, cookie],
+                    )
+                    .map_err(sql_err)?;
+                }
+                cache.remove(&(org, cookie));
+            }
+        }
+        closed.push(SessionRecord { org, customer_id, contact_id, session: with_contact_ref(session, contact_id) });
+    }
+    Ok(closed)
+}

@@ -1,0 +1,156 @@
+//! Inputs and outputs of the [`crate::Store`] trait.
+
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use waymark_domain::event::{Event, EventType};
+use waymark_domain::identity::TraitIdentity;
+use waymark_domain::ids::{ContactId, CustomerId, OrgId};
+use waymark_domain::journey::{Enrichment, SessionRules};
+use waymark_domain::session::Session;
+use waymark_domain::web_event::{CookieId, WebEvent};
+use waymark_domain::{Rejection, Timestamp};
+
+/// The organisation's journey rules in force for a batch (sessionization now; segments and outcomes join).
+#[derive(Debug, Clone, Default)]
+pub struct JourneyConfig {
+    pub session: SessionRules,
+}
+
+/// A batch of journey inputs for one organisation.
+#[derive(Debug, Clone)]
+pub struct IngestBatch {
+    pub org: OrgId,
+    pub config: Arc<JourneyConfig>,
+    pub items: Vec<IngestItem>,
+}
+
+/// One journey input.
+#[derive(Debug, Clone)]
+pub enum IngestItem {
+    /// A validated, enriched web event.
+    Web(Box<WebItem>),
+    /// A tracker ping: the visitor is still there.
+    Ping { cookie: CookieId, at: Timestamp },
+}
+
+#[derive(Debug, Clone)]
+pub struct WebItem {
+    pub event: WebEvent,
+    pub enrichment: Enrichment,
+    pub identity: TraitIdentity,
+}
+
+/// What happened to one item.
+#[derive(Debug, Clone)]
+pub enum ItemResult {
+    /// Stored; with everything the hub and the models need.
+    Web(Box<WebStored>),
+    /// A retry of an event already stored (same `clientEventId`); nothing was written.
+    Duplicate { session: Option<SessionRecord> },
+    /// The ping touched this session (or none was open).
+    Pinged { session: Option<SessionRecord> },
+    /// Refused by a journey rule; the rest of the batch is unaffected.
+    Rejected(Rejection),
+}
+
+#[derive(Debug, Clone)]
+pub struct WebStored {
+    pub customer_id: CustomerId,
+    pub contact_id: Option<ContactId>,
+    pub event: Event,
+    pub session: SessionRecord,
+    pub closed: Option<SessionRecord>,
+    pub new_session: bool,
+    /// Events derived from this one (segment assignments, outcome achievements), already stored.
+    pub derived: Vec<Event>,
+    /// Contacts merged into `contact_id` by this event's identity traits.
+    pub merged: Vec<ContactId>,
+    pub total_events: i64,
+}
+
+/// A session with the keys that locate it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    pub org: OrgId,
+    pub customer_id: Option<CustomerId>,
+    pub contact_id: Option<ContactId>,
+    /// The wire session; `externalContact` is filled from `contact_id` when read.
+    pub session: Session,
+}
+
+/// A customer (cookie-keyed visitor).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CustomerRecord {
+    pub org: OrgId,
+    pub id: CustomerId,
+    pub cookie_id: CookieId,
+    pub contact_id: Option<ContactId>,
+    pub created: Timestamp,
+    pub total_events: i64,
+}
+
+/// An external contact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Contact {
+    pub id: ContactId,
+    pub org: OrgId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub emails: Vec<String>,
+    #[serde(default)]
+    pub phones: Vec<String>,
+    /// Other identifiers (`line:U123`).
+    #[serde(default)]
+    pub messaging_ids: Vec<String>,
+    #[serde(default)]
+    pub cookie_ids: Vec<String>,
+    pub created: Timestamp,
+    pub modified: Timestamp,
+}
+
+/// A contact search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactQuery {
+    pub text: String,
+}
+
+/// Cursor paging over a session's events (time order).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventPage {
+    /// Exclusive: events strictly after (created, id).
+    pub after: Option<(Timestamp, String)>,
+    pub limit: usize,
+    /// Empty = every type.
+    pub types: Vec<EventType>,
+}
+
+/// Cursor paging over sessions (newest first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionPage {
+    /// Only sessions whose last activity is at or after this (the 60-day window).
+    pub since: Timestamp,
+    /// Exclusive: sessions strictly before (created, id) in newest-first order.
+    pub before: Option<(Timestamp, String)>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PurgeReport {
+    pub events: u64,
+    pub sessions: u64,
+    pub customers: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StoreStats {
+    pub events: u64,
+    pub sessions: u64,
+    pub customers: u64,
+    pub contacts: u64,
+}
