@@ -1,1 +1,15 @@
-fn main() {}
+//! The `waymark` command: a thin shell over the library crates. It parses flags and configuration, opens the
+//! store, and runs the server, the administration commands, the demo or the benchmarks.
+
+mod cli;
+mod settings;
+
+use anyhow::Result;
+use clap::Parser;
+
+fn main() -> Result<()> {
+    let cli = cli::Cli::parse();
+    settings::init_logging(&cli);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(cli::run(cli))
+}

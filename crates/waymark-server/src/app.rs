@@ -1,0 +1,154 @@
+//! The HTTP application: routes, middleware, and the server's lifecycle. [`Server::start`] binds, spawns the
+//! HTTP task and the maintenance task, and returns a handle that owns them; [`Server::shutdown`] stops and
+//! joins both (one owner for every background task).
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::{journey_api, live_api, tracking};
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+use waymark_domain::ErrorCode;
+
+/// Build the router with every route and layer.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.limits.max_body_bytes;
+    let tracking = Router::new()
+        .route(
+            "/api/v2/journey/deployments/{deployment_id}/webevents",
+            post(tracking::post_webevents).options(tracking::preflight),
+        )
+        .route(
+            "/api/v2/journey/deployments/{deployment_id}/customers/{cookie_id}/ping",
+            get(tracking::ping).options(tracking::preflight),
+        )
+        .layer(DefaultBodyLimit::max(body_limit));
+
+    let api = Router::new()
+        .route("/api/v2/journey/sessions/{session_id}", get(journey_api::get_session))
+        .route("/api/v2/journey/sessions/{session_id}/events", get(journey_api::get_session_events))
+        .route("/api/v2/externalcontacts/contacts/{contact_id}/journey/sessions", get(journey_api::get_contact_sessions))
+        .route("/api/v2/externalcontacts/contacts", get(journey_api::search_contacts))
+        .route("/api/v2/externalcontacts/contacts/{contact_id}", get(journey_api::get_contact))
+        .route("/api/v2/journey/customers/{id_type}/{customer_id}/sessions", get(journey_api::get_customer_sessions))
+        .route("/api/v2/journey/live", get(live_api::live))
+        .layer(DefaultBodyLimit::max(256 * 1024));
+
+    Router::new()
+        .merge(tracking)
+        .merge(api)
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_endpoint))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(|_| ApiError::new(ErrorCode::Internal, "an internal error occurred; it has been logged").into_response()))
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    match state.store.stats().await {
+        Ok(s) => axum::Json(serde_json::json!({"status": "ok", "store": state.store.backend(), "events": s.events})).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn metrics_endpoint(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(h) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response(),
+        None => (StatusCode::NOT_FOUND, "metrics are not enabled").into_response(),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::RouteNotFound, "no such endpoint; see /openapi.json for the API")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, "this endpoint does not support that method")
+}
+
+/// A running server: its address and the tasks it owns.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    http: JoinHandle<std::io::Result<()>>,
+    maintenance: JoinHandle<()>,
+}
+
+impl Server {
+    /// Bind `state.config.listen` (port 0 picks a free port) and serve.
+    pub async fn start(state: AppState) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(state.config.listen).await?;
+        let addr = listener.local_addr()?;
+        let (shutdown, mut rx) = watch::channel(false);
+        let app = router(state.clone());
+        let mut http_rx = rx.clone();
+        let http = tokio::spawn(async move {
+            axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move {
+                    let _ = http_rx.wait_for(|v| *v).await;
+                })
+                .await
+        });
+        let mstate = state.clone();
+        let maintenance = tokio::spawn(async move {
+            let every = Duration::from_secs(mstate.config.maintenance_interval_secs.max(1));
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let stop = tokio::select! {
+                    _ = tick.tick() => false,
+                    r = rx.wait_for(|v| *v) => { let _ = r.map(|_| ()); true }
+                };
+                if stop {
+                    break;
+                }
+                crate::maintenance::run_once(&mstate).await;
+            }
+        });
+        tracing::info!(%addr, store = state.store.backend(), "waymark is listening");
+        Ok(Server { addr, state, shutdown, http, maintenance })
+    }
+
+    /// Stop accepting requests, finish in-flight ones, stop background work, and wait for all of it.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        // Live streams never end by themselves; give in-flight requests a moment, then stop.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.http).await;
+        let _ = self.maintenance.await;
+    }
+
+    /// Run until Ctrl-C / SIGTERM, then shut down.
+    pub async fn run_until_signal(self) {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+}

@@ -1,0 +1,291 @@
+//! The Genesys-compatible Journey read API: a session, its events, a contact's sessions, a customer's
+//! sessions, contact search. Every response leaves out what the caller may not see.
+
+use crate::auth::guards::{ContactSessionView, ContactView, EventView, SessionView};
+use crate::auth::{Authorized, Caller};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+use waymark_domain::event::{Event, EventType};
+use waymark_domain::ids::{ContactId, SessionId};
+use waymark_domain::permission::Permission;
+use waymark_domain::session::Session;
+use waymark_domain::web_event::CookieId;
+use waymark_domain::{ErrorCode, Timestamp};
+use waymark_store::{Contact, ContactQuery, EventPage, SessionPage, SessionRecord};
+
+/// Query parameters as a list of pairs; list values may be repeated or comma-joined.
+pub struct QueryParams(Vec<(String, String)>);
+
+impl QueryParams {
+    pub fn parse(raw: Option<String>) -> Self {
+        let raw = raw.unwrap_or_default();
+        QueryParams(url::form_urlencoded::parse(raw.as_bytes()).into_owned().collect())
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// All values of `key`, splitting comma-joined lists.
+    pub fn list(&self, key: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .flat_map(|(_, v)| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// `pageSize` (default `default`, at most 200).
+    pub fn page_size(&self, default: usize) -> ApiResult<usize> {
+        match self.get("pageSize") {
+            None => Ok(default),
+            Some(s) => match s.trim().parse::<usize>() {
+                Ok(n) if (1..=200).contains(&n) => Ok(n),
+                _ => Err(ApiError::bad_query(format!("pageSize must be a whole number from 1 to 200, got {s:?}"))),
+            },
+        }
+    }
+}
+
+/// Encode a `(time, id)` cursor.
+pub fn encode_cursor(t: Timestamp, id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}:{id}", t.unix_millis()))
+}
+
+/// Decode a cursor made by [`encode_cursor`].
+pub fn decode_cursor(s: &str) -> ApiResult<(Timestamp, String)> {
+    let bad = || ApiError::new(ErrorCode::InvalidCursor, "the cursor is not one this server issued; start again without 'after'");
+    let bytes = URL_SAFE_NO_PAD.decode(s.trim()).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let (ms, id) = text.split_once(':').ok_or_else(bad)?;
+    let ms = ms.parse::<i64>().map_err(|_| bad())?;
+    if id.len() > 64 {
+        return Err(bad());
+    }
+    Ok((Timestamp::from_unix_millis(ms), id.to_string()))
+}
+
+/// A session as this caller may see it.
+pub fn session_view(caller: &Caller, s: &Session) -> Session {
+    let mut s = s.clone();
+    if !caller.can(Permission::JourneySegmentView) {
+        s.segment_assignments.clear();
+    }
+    if !caller.can(Permission::JourneyOutcomeView) {
+        s.outcome_achievements.clear();
+    }
+    if !caller.can(Permission::RoutingQueueSearch) {
+        s.last_connected_queue = None;
+    }
+    if !caller.can(Permission::RoutingWrapupCodeView) {
+        s.last_user_disposition = None;
+    }
+    s
+}
+
+/// Whether the caller may see an event of this type at all.
+pub fn event_visible(caller: &Caller, e: &Event) -> bool {
+    match e.event_type {
+        EventType::SegmentAssignment => caller.can(Permission::JourneySegmentView),
+        EventType::OutcomeAchieved => caller.can(Permission::JourneyOutcomeView),
+        _ => true,
+    }
+}
+
+/// The event as this caller may see it (wrap-up and queue hidden without permission).
+pub fn event_view(caller: &Caller, e: &Event, session: &Session) -> Event {
+    let mut e = e.clone().with_session_context(session);
+    if let Some(c) = e.conversation_event.as_mut() {
+        if !caller.can(Permission::RoutingQueueSearch) {
+            c.queue = None;
+        }
+        if !caller.can(Permission::RoutingWrapupCodeView) {
+            c.wrapup_code = None;
+        }
+    }
+    e
+}
+
+/// Load a session the caller may see; anything else (absent, other organisation, other division) is 404.
+pub async fn visible_session(state: &AppState, caller: &Caller, raw_id: &str) -> ApiResult<SessionRecord> {
+    let id = SessionId::parse(raw_id).ok_or_else(|| ApiError::not_found("session"))?;
+    let rec = state.store.get_session(caller.org, id).await?.ok_or_else(|| ApiError::not_found("session"))?;
+    if !caller.sees_divisions(&rec.session.division_ids) {
+        return Err(ApiError::not_found("session"));
+    }
+    Ok(rec)
+}
+
+/// `GET /api/v2/journey/sessions/{sessionId}`.
+pub async fn get_session(auth: Authorized<SessionView>, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Session>> {
+    let rec = visible_session(&state, &auth, &id).await?;
+    Ok(Json(session_view(&auth, &rec.session)))
+}
+
+/// `GET /api/v2/journey/sessions/{sessionId}/events?pageSize&after&eventType`.
+pub async fn get_session_events(
+    auth: Authorized<EventView>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let q = QueryParams::parse(q);
+    let rec = visible_session(&state, &auth, &id).await?;
+    let page_size = q.page_size(100)?;
+    let mut types = Vec::new();
+    for t in q.list("eventType") {
+        types.push(EventType::parse(&t).ok_or_else(|| {
+            ApiError::bad_query(format!(
+                "eventType {t:?} is not one of {}",
+                EventType::ALL.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+        })?);
+    }
+    let after = q.get("after").map(decode_cursor).transpose()?;
+    let sid = SessionId::parse(&id).ok_or_else(|| ApiError::not_found("session"))?;
+    let events = state.store.session_events(auth.org, sid, &EventPage { after, limit: page_size + 1, types: types.clone() }).await?;
+    let more = events.len() > page_size;
+    let entities: Vec<Event> =
+        events.iter().take(page_size).filter(|e| event_visible(&auth, e)).map(|e| event_view(&auth, e, &rec.session)).collect();
+    let base = format!("/api/v2/journey/sessions/{id}/events");
+    let type_q: String = types.iter().map(|t| format!("&eventType={}", t.as_str())).collect();
+    let mut body = json!({"entities": entities, "selfUri": format!("{base}?pageSize={page_size}{type_q}")});
+    if more && let Some(last) = events.get(page_size - 1) {
+        body["nextUri"] = json!(format!("{base}?pageSize={page_size}{type_q}&after={}", encode_cursor(last.created_date, &last.id)));
+    }
+    Ok(Json(body))
+}
+
+fn window_start(state: &AppState) -> Timestamp {
+    state.clock.now().minus_secs(state.config.retention_days * 86_400)
+}
+
+async fn session_listing(
+    state: &AppState,
+    caller: &Caller,
+    base: String,
+    q: &QueryParams,
+    fetch: impl AsyncFnOnce(SessionPage) -> ApiResult<Vec<SessionRecord>>,
+) -> ApiResult<Json<Value>> {
+    let page_size = q.page_size(25)?;
+    let before = q.get("after").map(decode_cursor).transpose()?;
+    let page = SessionPage { since: window_start(state), before, limit: page_size + 1 };
+    let rows = fetch(page).await?;
+    let more = rows.len() > page_size;
+    let entities: Vec<Session> =
+        rows.iter().take(page_size).filter(|r| caller.sees_divisions(&r.session.division_ids)).map(|r| session_view(caller, &r.session)).collect();
+    let mut body = json!({"entities": entities, "selfUri": format!("{base}?pageSize={page_size}")});
+    if more && let Some(last) = rows.get(page_size - 1) {
+        body["nextUri"] = json!(format!("{base}?pageSize={page_size}&after={}", encode_cursor(last.session.created_date, &last.session.id)));
+    }
+    Ok(Json(body))
+}
+
+/// `GET /api/v2/externalcontacts/contacts/{contactId}/journey/sessions`: newest first, last 60 days.
+pub async fn get_contact_sessions(
+    auth: Authorized<ContactSessionView>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let q = QueryParams::parse(q);
+    let cid = ContactId::parse(&id).ok_or_else(|| ApiError::not_found("contact"))?;
+    // Follow merges: a merged contact's sessions now live under the survivor.
+    let contact = state.store.get_contact(auth.org, cid).await?.ok_or_else(|| ApiError::not_found("contact"))?;
+    let store = state.store.clone();
+    let org = auth.org;
+    session_listing(&state, &auth, format!("/api/v2/externalcontacts/contacts/{id}/journey/sessions"), &q, async move |page| {
+        Ok(store.contact_sessions(org, contact.id, &page).await?)
+    })
+    .await
+}
+
+/// `GET /api/v2/journey/customers/cookie/{cookieId}/sessions` (the removed Genesys path, kept for lookups by
+/// cookie id).
+pub async fn get_customer_sessions(
+    auth: Authorized<SessionView>,
+    State(state): State<AppState>,
+    Path((id_type, cookie)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<Value>> {
+    if id_type != "cookie" {
+        return Err(ApiError::new(ErrorCode::InvalidField, "customerIdType must be 'cookie'"));
+    }
+    let q = QueryParams::parse(q);
+    let cookie = CookieId::parse(&cookie).map_err(|_| ApiError::not_found("customer"))?;
+    let store = state.store.clone();
+    let org = auth.org;
+    session_listing(&state, &auth, format!("/api/v2/journey/customers/cookie/{}/sessions", cookie.as_str()), &q, async move |page| {
+        Ok(store.customer_sessions(org, &cookie, &page).await?)
+    })
+    .await
+}
+
+/// An external contact in (simplified) Genesys `ExternalContact` shape.
+pub fn contact_json(c: &Contact) -> Value {
+    let mut v = json!({
+        "id": c.id.to_string(),
+        "selfUri": format!("/api/v2/externalcontacts/contacts/{}", c.id),
+        "createDate": c.created,
+        "modifyDate": c.modified,
+    });
+    let name = c.display_name.clone().or_else(|| match (&c.first_name, &c.last_name) {
+        (Some(f), Some(l)) => Some(format!("{f} {l}")),
+        (Some(f), None) => Some(f.clone()),
+        (None, Some(l)) => Some(l.clone()),
+        _ => None,
+    });
+    if let Some(f) = &c.first_name {
+        v["firstName"] = json!(f);
+    }
+    if let Some(l) = &c.last_name {
+        v["lastName"] = json!(l);
+    }
+    if let Some(n) = name {
+        v["displayName"] = json!(n);
+    }
+    if let Some(e) = c.emails.first() {
+        v["workEmail"] = json!(e);
+    }
+    if let Some(e) = c.emails.get(1) {
+        v["otherEmail"] = json!(e);
+    }
+    if let Some(p) = c.phones.first() {
+        v["cellPhone"] = json!({"e164": p, "display": p});
+    }
+    if let Some(p) = c.phones.get(1) {
+        v["otherPhone"] = json!({"e164": p, "display": p});
+    }
+    v["emails"] = json!(c.emails);
+    v["phoneNumbers"] = json!(c.phones);
+    v["cookieIds"] = json!(c.cookie_ids);
+    if !c.messaging_ids.is_empty() {
+        v["messagingIds"] = json!(c.messaging_ids);
+    }
+    v
+}
+
+/// `GET /api/v2/externalcontacts/contacts?q=`: by name, email, phone or cookie id.
+pub async fn search_contacts(auth: Authorized<ContactView>, State(state): State<AppState>, RawQuery(q): RawQuery) -> ApiResult<Json<Value>> {
+    let q = QueryParams::parse(q);
+    let text = q.get("q").unwrap_or("").trim().to_string();
+    if text.len() > 256 {
+        return Err(ApiError::bad_query("q is longer than 256 characters"));
+    }
+    let page_size = q.page_size(25)?;
+    let found = state.store.search_contacts(auth.org, &ContactQuery { text }, page_size).await?;
+    let entities: Vec<Value> = found.iter().map(contact_json).collect();
+    Ok(Json(json!({"entities": entities, "pageSize": page_size, "pageNumber": 1, "total": entities.len()})))
+}
+
+/// `GET /api/v2/externalcontacts/contacts/{contactId}`.
+pub async fn get_contact(auth: Authorized<ContactView>, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let cid = ContactId::parse(&id).ok_or_else(|| ApiError::not_found("contact"))?;
+    let c = state.store.get_contact(auth.org, cid).await?.ok_or_else(|| ApiError::not_found("contact"))?;
+    Ok(Json(contact_json(&c)))
+}

@@ -1,0 +1,30 @@
+//! Background maintenance, run periodically by the server's one maintenance task: close web sessions that
+//! timed out (so they show as ended and models can learn from them), purge data past retention, and trim
+//! rate-limiter state.
+
+use crate::live::LiveChange;
+use crate::state::AppState;
+use std::sync::Arc;
+
+pub async fn run_once(state: &AppState) {
+    let now = state.clock.now();
+    let idle_before = now.minus_secs(state.config.session_timeout_secs);
+    match state.store.close_idle_sessions(idle_before, 5_000).await {
+        Ok(closed) => {
+            for rec in closed {
+                let org = rec.org;
+                state.hub.publish(org, LiveChange::Session(Arc::new(rec)));
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "closing idle sessions failed"),
+    }
+    let cutoff = now.minus_secs(state.config.retention_days * 86_400);
+    match state.store.purge_before(cutoff).await {
+        Ok(r) if r.events + r.sessions + r.customers > 0 => {
+            tracing::info!(events = r.events, sessions = r.sessions, customers = r.customers, "purged data past retention")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "retention purge failed"),
+    }
+    state.limiters.shrink();
+}

@@ -1,0 +1,314 @@
+//! Public tracking endpoints (no token): web events (single or batch), pings. Each request must name a
+//! registered deployment and come from one of its allowed origins; CORS preflights are answered per
+//! deployment. Everything is validated at the edge, enriched, then stored through group commit before the
+//! answer; the live hub hears about it after the commit.
+
+use crate::error::{ApiError, ApiResult};
+use crate::publish::publish_results;
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use waymark_domain::deployment::Deployment;
+use waymark_domain::identity::TraitIdentity;
+use waymark_domain::ids::DeploymentId;
+use waymark_domain::web_event::{CookieId, WebEventRequest, parse_web_event};
+use waymark_domain::{ErrorCode, Rejection};
+use waymark_store::{IngestBatch, IngestItem, ItemResult, WebItem};
+
+/// The deployment a request names, checked for existence, origin and rate.
+pub(crate) struct TrackingContext {
+    pub deployment: Arc<Deployment>,
+    pub origin: Option<String>,
+    pub client_ip: IpAddr,
+    pub user_agent: Option<String>,
+}
+
+pub(crate) async fn tracking_context(state: &AppState, raw_id: &str, headers: &HeaderMap, peer: SocketAddr) -> ApiResult<TrackingContext> {
+    let id = DeploymentId::parse(raw_id).ok_or_else(|| {
+        ApiError::new(ErrorCode::UnknownDeployment, "unknown deployment id; copy the id from your Waymark deployment settings")
+    })?;
+    let xff = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let client_ip = waymark_enrich::client_ip(peer.ip(), xff, &state.trusted_proxies);
+    state.limiters.tracking(client_ip, id)?;
+    let deployment = state
+        .deployment(id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::UnknownDeployment, "unknown deployment id; copy the id from your Waymark deployment settings"))?;
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
+    if let Some(o) = &origin
+        && !deployment.allows_origin(o)
+    {
+        return Err(ApiError::new(
+            ErrorCode::OriginNotAllowed,
+            format!("origin {o} is not an allowed domain of this deployment; add it to the deployment's allowed domains"),
+        ));
+    }
+    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string);
+    Ok(TrackingContext { deployment, origin, client_ip, user_agent })
+}
+
+/// CORS headers for an allowed origin.
+pub(crate) fn cors(resp: &mut Response, origin: Option<&str>) {
+    if let Some(o) = origin
+        && let Ok(v) = HeaderValue::from_str(o)
+    {
+        let h = resp.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("false"));
+    }
+}
+
+/// `OPTIONS` on any tracking path: allowed origins get CORS approval.
+pub async fn preflight(
+    State(state): State<AppState>,
+    Path(params): Path<Vec<(String, String)>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let id = params.iter().find(|(k, _)| k == "deployment_id").map(|(_, v)| v.as_str()).unwrap_or("");
+    match tracking_context(&state, id, &headers, peer).await {
+        Ok(ctx) => {
+            let mut resp = StatusCode::NO_CONTENT.into_response();
+            cors(&mut resp, ctx.origin.as_deref());
+            let h = resp.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, OPTIONS"));
+            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type"));
+            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+            resp
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Parse a request body as JSON, with precise codes for the ways it can be wrong.
+pub(crate) fn parse_json_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        let ct = ct.to_ascii_lowercase();
+        // sendBeacon posts text/plain; everything else must say JSON.
+        if !(ct.starts_with("application/json") || ct.starts_with("text/plain") || ct.contains("+json")) {
+            return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "send the body as application/json"));
+        }
+    }
+    let text = std::str::from_utf8(body).map_err(|e| ApiError::new(ErrorCode::InvalidUtf8, format!("the body is not valid UTF-8 (at byte {})", e.valid_up_to())))?;
+    serde_json::from_str(text).map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("the body is not valid JSON: {e}")))
+}
+
+/// `POST /api/v2/journey/deployments/{deploymentId}/webevents`: one `WebEventRequest`, or an array of up to
+/// 100 (`{ "events": [...] }` is accepted too). A single event answers `WebEventResponse`; a batch answers
+/// one result per event so that a bad event never loses the good ones.
+pub async fn post_webevents(
+    State(state): State<AppState>,
+    Path(deployment_id): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let ctx = match tracking_context(&state, &deployment_id, &headers, peer).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let origin = ctx.origin.clone();
+    let mut resp = match ingest_webevents(&state, &ctx, &headers, &body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    cors(&mut resp, origin.as_deref());
+    resp
+}
+
+async fn ingest_webevents(state: &AppState, ctx: &TrackingContext, headers: &HeaderMap, body: &Bytes) -> ApiResult<Response> {
+    let value = parse_json_body(headers, body)?;
+    let (single, raw_events) = match value {
+        Value::Array(items) => (false, items),
+        Value::Object(mut o) if o.get("events").is_some_and(Value::is_array) => match o.remove("events") {
+            Some(Value::Array(items)) => (false, items),
+            _ => (false, Vec::new()),
+        },
+        v @ Value::Object(_) => (true, vec![v]),
+        _ => return Err(ApiError::new(ErrorCode::MalformedJson, "send a web event object or an array of them")),
+    };
+    let limits = &state.config.limits;
+    if raw_events.is_empty() {
+        return Err(ApiError::new(ErrorCode::EmptyBatch, "the batch holds no events"));
+    }
+    if raw_events.len() > limits.max_events_per_batch {
+        return Err(ApiError::new(
+            ErrorCode::TooManyEvents,
+            format!("a batch holds at most {} events; this one has {}; split it", limits.max_events_per_batch, raw_events.len()),
+        ));
+    }
+    let now = state.clock.now();
+    let deployment = &ctx.deployment;
+    let region = state.config.default_phone_region.as_deref();
+    // Validate and enrich every event; keep the position of each so results line up with the request.
+    let mut outcomes: Vec<Option<Rejection>> = Vec::with_capacity(raw_events.len());
+    let mut items = Vec::with_capacity(raw_events.len());
+    for raw in raw_events {
+        let parsed = serde_json::from_value::<WebEventRequest>(raw)
+            .map_err(|e| Rejection::new(ErrorCode::InvalidField, format!("the event does not have the WebEventRequest shape: {e}")))
+            .and_then(|req| parse_web_event(req, deployment, limits, now, Some(ctx.client_ip), ctx.user_agent.as_deref()))
+            .and_then(|ev| {
+                // Without an Origin header (server-to-server, some beacons) the page itself must be on an allowed domain.
+                if ctx.origin.is_none() && !deployment.allows_host(&ev.page.hostname) {
+                    return Err(Rejection::at(
+                        ErrorCode::OriginNotAllowed,
+                        "page.url",
+                        format!("{} is not an allowed domain of this deployment", ev.page.hostname),
+                    ));
+                }
+                Ok(ev)
+            });
+        match parsed {
+            Ok(ev) => {
+                let enrichment = state.enricher.enrich(ev.user_agent.as_deref(), &ev.hints, ev.ip);
+                let identity = TraitIdentity::from_traits(&ev.traits, region);
+                items.push(IngestItem::Web(Box::new(WebItem { event: ev, enrichment, identity })));
+                outcomes.push(None);
+            }
+            Err(r) => outcomes.push(Some(r)),
+        }
+    }
+    let results = if items.is_empty() {
+        Vec::new()
+    } else {
+        let config = state.journey_config(deployment.org_id).await?;
+        let n = items.len();
+        let results = state.store.ingest(IngestBatch { org: deployment.org_id, config, items }).await?;
+        metrics::counter!("waymark_events_ingested_total", "kind" => "web").increment(n as u64);
+        results
+    };
+    publish_results(state, deployment.org_id, &results).await;
+
+    let rejected = outcomes.iter().filter(|o| o.is_some()).count();
+    metrics::counter!("waymark_events_rejected_total", "kind" => "web").increment(rejected as u64);
+    if single {
+        return match (outcomes.pop().flatten(), results.into_iter().next()) {
+            (Some(r), _) => Err(r.into()),
+            (None, Some(ItemResult::Web(stored))) => Ok(axum::Json(web_event_response(&stored)).into_response()),
+            (None, Some(ItemResult::Duplicate { session })) => {
+                Ok(axum::Json(json!({"duplicate": true, "session": session.map(|s| s.session)})).into_response())
+            }
+            (None, Some(ItemResult::Rejected(r))) => Err(r.into()),
+            _ => Err(ApiError::new(ErrorCode::Internal, "the event produced no result")),
+        };
+    }
+    let mut results = results.into_iter();
+    let mut out = Vec::with_capacity(outcomes.len());
+    let mut accepted = 0usize;
+    for (index, o) in outcomes.into_iter().enumerate() {
+        match o {
+            Some(r) => out.push(json!({"index": index, "status": r.code.http_status(), "error": ApiError::from(r).to_json()})),
+            None => match results.next() {
+                Some(ItemResult::Web(stored)) => {
+                    accepted += 1;
+                    out.push(json!({"index": index, "status": 200, "eventId": stored.event.id, "session": session_summary(&stored.session.session)}));
+                }
+                Some(ItemResult::Duplicate { session }) => {
+                    accepted += 1;
+                    out.push(json!({"index": index, "status": 200, "duplicate": true, "session": session.map(|s| session_summary(&s.session))}));
+                }
+                Some(ItemResult::Rejected(r)) => {
+                    out.push(json!({"index": index, "status": r.code.http_status(), "error": ApiError::from(r).to_json()}))
+                }
+                _ => out.push(json!({"index": index, "status": 500})),
+            },
+        }
+    }
+    let status = if accepted == 0 { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    let rejected_total = out.len() - accepted;
+    Ok((status, axum::Json(json!({"accepted": accepted, "rejected": rejected_total, "results": out}))).into_response())
+}
+
+/// `WebEventResponseSession`.
+fn session_summary(s: &waymark_domain::session::Session) -> Value {
+    let mut v = json!({
+        "id": s.id,
+        "durationInSeconds": s.duration_in_seconds,
+        "eventCount": s.event_count,
+        "pageviewCount": s.pageview_count.unwrap_or(0),
+        "selfUri": s.self_uri,
+        "createdDate": s.created_date,
+    });
+    if let Some(r) = &s.referrer {
+        v["referrer"] = serde_json::to_value(r).unwrap_or(Value::Null);
+    }
+    v
+}
+
+/// `WebEventResponse` from a stored event and its session.
+fn web_event_response(stored: &waymark_store::WebStored) -> Value {
+    let session = &stored.session.session;
+    let event = stored.event.clone().with_session_context(session);
+    let mut v = serde_json::to_value(&event.web_event).unwrap_or(Value::Null);
+    if let Value::Object(o) = &mut v {
+        o.remove("totalEventCount");
+        o.remove("totalPageviewCount");
+        o.insert("customerId".into(), json!(session.customer_id));
+        o.insert("customerIdType".into(), json!("cookie"));
+        o.insert("session".into(), session_summary(session));
+        o.insert("createdDate".into(), json!(stored.event.created_date));
+        if let Some(c) = stored.contact_id {
+            o.insert("externalContact".into(), json!({"id": c.to_string(), "selfUri": format!("/api/v2/externalcontacts/contacts/{c}")}));
+        }
+        if let Some(ext) = &session.external_id {
+            o.insert("externalId".into(), json!(ext));
+        }
+    }
+    v
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PingQuery {
+    pub dl: Option<String>,
+    pub dt: Option<String>,
+    pub session_id: Option<String>,
+    pub since_last_beacon_milliseconds: Option<i64>,
+}
+
+/// `GET /api/v2/journey/deployments/{deploymentId}/customers/{customerCookieId}/ping`: the visitor is still
+/// on the page. Keeps the session active and answers `DeploymentPing`.
+pub async fn ping(
+    State(state): State<AppState>,
+    Path((deployment_id, cookie)): Path<(String, String)>,
+    Query(q): Query<PingQuery>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    method: Method,
+) -> Response {
+    let _ = method;
+    let ctx = match tracking_context(&state, &deployment_id, &headers, peer).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let origin = ctx.origin.clone();
+    let mut resp = match ping_inner(&state, &ctx, &cookie, &q).await {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => e.into_response(),
+    };
+    cors(&mut resp, origin.as_deref());
+    resp
+}
+
+async fn ping_inner(state: &AppState, ctx: &TrackingContext, cookie: &str, q: &PingQuery) -> ApiResult<Value> {
+    let cookie = CookieId::parse(cookie)?;
+    if let Some(dl) = &q.dl
+        && dl.len() > state.config.limits.max_url_bytes
+    {
+        return Err(ApiError::new(ErrorCode::InvalidQueryParameter, "dl is too long"));
+    }
+    let _ = (&q.dt, &q.session_id, q.since_last_beacon_milliseconds);
+    let now = state.clock.now();
+    let org = ctx.deployment.org_id;
+    let config = state.journey_config(org).await?;
+    let results = state.store.ingest(IngestBatch { org, config, items: vec![IngestItem::Ping { cookie, at: now }] }).await?;
+    publish_results(state, org, &results).await;
+    Ok(json!({"actions": [], "pollIntervalMilliseconds": state.config.ping_interval_ms}))
+}

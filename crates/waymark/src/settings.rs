@@ -1,0 +1,80 @@
+//! Configuration loading: defaults, then a TOML file, then `WAYMARK_*` environment variables, then flags.
+//! Errors name the source of the bad value.
+
+use crate::cli::{Cli, ServeArgs};
+use anyhow::{Context, Result};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use waymark_server::ServerConfig;
+
+/// Everything `waymark serve` reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Data directory of the embedded store.
+    pub data: PathBuf,
+    /// `sqlite` (default) or a `postgres://…` URL.
+    pub store: String,
+    /// `normal` or `full` (SQLite fsync on every commit).
+    pub durability: String,
+    pub log_format: String,
+    pub server: ServerConfig,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            data: PathBuf::from("./waymark-data"),
+            store: "sqlite".into(),
+            durability: "normal".into(),
+            log_format: "pretty".into(),
+            server: ServerConfig::default(),
+        }
+    }
+}
+
+/// Load settings for `serve`-like commands.
+pub fn load(config_file: Option<&PathBuf>, args: &ServeArgs) -> Result<Settings> {
+    let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+    if let Some(path) = config_file {
+        anyhow::ensure!(path.exists(), "config file {} does not exist", path.display());
+        fig = fig.merge(Toml::file(path));
+    } else if std::path::Path::new("waymark.toml").exists() {
+        fig = fig.merge(Toml::file("waymark.toml"));
+    }
+    fig = fig.merge(Env::prefixed("WAYMARK_").split("__"));
+    let mut s: Settings = fig.extract().context("invalid configuration (file waymark.toml or WAYMARK_* variables)")?;
+    if let Some(d) = &args.data {
+        s.data = d.clone();
+    }
+    if let Some(l) = &args.listen {
+        s.server.listen = l.parse().with_context(|| format!("--listen {l:?} is not an address like 127.0.0.1:8080"))?;
+    }
+    if let Some(st) = &args.store {
+        s.store = st.clone();
+    }
+    if let Some(g) = &args.geoip_city_db {
+        s.server.geoip_city_db = Some(g.clone());
+    }
+    if let Some(u) = &args.ua_regexes {
+        s.server.ua_regexes = Some(u.clone());
+    }
+    if let Some(d) = &args.durability {
+        s.durability = d.clone();
+    }
+    Ok(s)
+}
+
+pub fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(if cli.verbose { "debug" } else { "info,tower_http=warn" }));
+    let json = std::env::var("WAYMARK_LOG_FORMAT").map(|v| v == "json").unwrap_or(false) || cli.log_json;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
