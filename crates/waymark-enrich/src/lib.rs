@@ -11,10 +11,12 @@
 
 pub mod device;
 mod error;
+pub mod geo;
 #[cfg(test)]
 mod shared_test_data;
 pub mod user_agent;
 
 pub use error::EnrichError;
+pub use geo::GeoProvider;
 pub use user_agent::{ParsedUserAgent, UserAgentParser};
 pub use waymark_domain::journey::Enrichment;
