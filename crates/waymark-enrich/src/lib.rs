@@ -9,6 +9,7 @@
 //! Nothing here needs a data file to build or run: without configuration the User-Agent parser uses built-in
 //! rules and geolocation stays empty.
 
+pub mod client_ip;
 pub mod device;
 mod error;
 pub mod geo;
@@ -16,6 +17,7 @@ pub mod geo;
 mod shared_test_data;
 pub mod user_agent;
 
+pub use client_ip::{TrustedProxies, client_ip};
 pub use error::EnrichError;
 pub use geo::GeoProvider;
 pub use user_agent::{ParsedUserAgent, UserAgentParser};
