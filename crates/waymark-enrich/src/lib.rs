@@ -11,6 +11,7 @@
 
 pub mod client_ip;
 pub mod device;
+mod enricher;
 mod error;
 pub mod geo;
 #[cfg(test)]
@@ -18,6 +19,7 @@ mod shared_test_data;
 pub mod user_agent;
 
 pub use client_ip::{TrustedProxies, client_ip};
+pub use enricher::Enricher;
 pub use error::EnrichError;
 pub use geo::GeoProvider;
 pub use user_agent::{ParsedUserAgent, UserAgentParser};
