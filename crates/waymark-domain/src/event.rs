@@ -26,8 +26,13 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 5] =
-        [EventType::Web, EventType::WebAction, EventType::SegmentAssignment, EventType::OutcomeAchieved, EventType::Conversation];
+    pub const ALL: [EventType; 5] = [
+        EventType::Web,
+        EventType::WebAction,
+        EventType::SegmentAssignment,
+        EventType::OutcomeAchieved,
+        EventType::Conversation,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -218,7 +223,13 @@ pub struct Event {
 
 impl Event {
     /// An envelope for `session` with no body yet.
-    pub fn envelope(id: String, correlation_id: String, session: &Session, event_type: EventType, at: Timestamp) -> Event {
+    pub fn envelope(
+        id: String,
+        correlation_id: String,
+        session: &Session,
+        event_type: EventType,
+        at: Timestamp,
+    ) -> Event {
         Event {
             id,
             correlation_id,

@@ -21,7 +21,12 @@ impl Email {
             return None;
         }
         let (local, domain) = s.rsplit_once('@')?;
-        if local.is_empty() || local.contains('@') || !domain.contains('.') || domain.starts_with('.') || domain.ends_with('.') {
+        if local.is_empty()
+            || local.contains('@')
+            || !domain.contains('.')
+            || domain.starts_with('.')
+            || domain.ends_with('.')
+        {
             return None;
         }
         Some(Email(s))
@@ -124,7 +129,10 @@ impl TraitIdentity {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.identifiers.is_empty() && self.given_name.is_none() && self.family_name.is_none() && self.display_name.is_none()
+        self.identifiers.is_empty()
+            && self.given_name.is_none()
+            && self.family_name.is_none()
+            && self.display_name.is_none()
     }
 
     /// The best display name these traits give.

@@ -9,20 +9,20 @@
 //! Invariant: **no I/O**. Nothing here reads a file, a socket or the clock; time is always passed in as a
 //! [`time::Timestamp`]. That keeps every rule deterministic and property-testable.
 
-pub mod error_code;
-pub mod ids;
-pub mod time;
-pub mod limits;
-pub mod wire;
-pub mod page;
-pub mod referrer;
 pub mod deployment;
-pub mod web_event;
-pub mod identity;
-pub mod session;
+pub mod error_code;
 pub mod event;
+pub mod identity;
+pub mod ids;
 pub mod journey;
+pub mod limits;
+pub mod page;
 pub mod permission;
+pub mod referrer;
+pub mod session;
+pub mod time;
+pub mod web_event;
+pub mod wire;
 
 pub use error_code::{ErrorCode, Rejection};
 pub use ids::*;

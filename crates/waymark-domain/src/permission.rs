@@ -81,7 +81,10 @@ impl Permission {
             .iter()
             .copied()
             .filter(|p| {
-                p.as_str().split(':').zip(parts.iter()).all(|(have, want)| *want == "*" || have.eq_ignore_ascii_case(want))
+                p.as_str()
+                    .split(':')
+                    .zip(parts.iter())
+                    .all(|(have, want)| *want == "*" || have.eq_ignore_ascii_case(want))
             })
             .collect()
     }

@@ -61,10 +61,9 @@ pub fn classify(raw: &str, page_host: &str, campaign: Option<&Campaign>) -> Opti
         medium: ReferrerMedium::Unknown,
     };
     let page_domain = registrable_domain(&page_host.to_ascii_lowercase());
-    let paid = campaign
-        .and_then(|c| c.medium.as_deref())
-        .is_some_and(|m| matches!(m.to_ascii_lowercase().as_str(), "cpc" | "ppc" | "paid" | "cpm" | "paidsearch" | "display"))
-        || campaign.is_some_and(|c| c.click_id.is_some());
+    let paid = campaign.and_then(|c| c.medium.as_deref()).is_some_and(|m| {
+        matches!(m.to_ascii_lowercase().as_str(), "cpc" | "ppc" | "paid" | "cpm" | "paidsearch" | "display")
+    }) || campaign.is_some_and(|c| c.click_id.is_some());
 
     if domain == page_domain {
         referrer.medium = ReferrerMedium::Internal;
@@ -73,7 +72,8 @@ pub fn classify(raw: &str, page_host: &str, campaign: Option<&Campaign>) -> Opti
         referrer.medium = ReferrerMedium::Email;
     } else if let Some((_, name, param)) = SEARCH.iter().find(|(d, _, _)| matches_source(&domain, &hostname, d)) {
         referrer.name = Some(name.to_string());
-        referrer.keywords = url.query_pairs().find(|(k, _)| k == param).map(|(_, v)| v.trim().to_string()).filter(|s| !s.is_empty());
+        referrer.keywords =
+            url.query_pairs().find(|(k, _)| k == param).map(|(_, v)| v.trim().to_string()).filter(|s| !s.is_empty());
         referrer.medium = if paid { ReferrerMedium::Paid } else { ReferrerMedium::Search };
     } else if let Some((_, name)) = SOCIAL.iter().find(|(d, _)| matches_source(&domain, &hostname, d)) {
         referrer.name = Some(name.to_string());
@@ -106,11 +106,23 @@ mod tests {
         assert_eq!(r.name.as_deref(), Some("Google"));
         assert_eq!(r.keywords.as_deref(), Some("waymark journeys"));
         assert_eq!(classify("https://t.co/abc", "shop.example", None).unwrap().medium, ReferrerMedium::Social);
-        assert_eq!(classify("https://mail.google.com/mail/u/0", "shop.example", None).unwrap().medium, ReferrerMedium::Email);
-        assert_eq!(classify("https://www.shop.example/a", "shop.example", None).unwrap().medium, ReferrerMedium::Internal);
-        assert_eq!(classify("https://blog.other.example/", "shop.example", None).unwrap().medium, ReferrerMedium::Unknown);
+        assert_eq!(
+            classify("https://mail.google.com/mail/u/0", "shop.example", None).unwrap().medium,
+            ReferrerMedium::Email
+        );
+        assert_eq!(
+            classify("https://www.shop.example/a", "shop.example", None).unwrap().medium,
+            ReferrerMedium::Internal
+        );
+        assert_eq!(
+            classify("https://blog.other.example/", "shop.example", None).unwrap().medium,
+            ReferrerMedium::Unknown
+        );
         let paid = Campaign { medium: Some("cpc".into()), ..Default::default() };
-        assert_eq!(classify("https://www.bing.com/?q=x", "shop.example", Some(&paid)).unwrap().medium, ReferrerMedium::Paid);
+        assert_eq!(
+            classify("https://www.bing.com/?q=x", "shop.example", Some(&paid)).unwrap().medium,
+            ReferrerMedium::Paid
+        );
         assert!(classify("not a url", "shop.example", None).is_none());
     }
 }

@@ -193,7 +193,10 @@ pub fn parse_web_event(
         Rejection::at(
             ErrorCode::InvalidDate,
             "createdDate",
-            format!("createdDate must be an ISO-8601 UTC date-time such as 2026-11-24T10:00:00.000Z, got {:?}", clip(created_raw, 40)),
+            format!(
+                "createdDate must be an ISO-8601 UTC date-time such as 2026-11-24T10:00:00.000Z, got {:?}",
+                clip(created_raw, 40)
+            ),
         )
     })?;
     if created < now.minus_secs(limits.max_event_age_secs) {
@@ -270,7 +273,10 @@ pub fn parse_web_event(
     if let Some(ip) = ip
         && deployment.ip_excluded(ip)
     {
-        return Err(Rejection::new(ErrorCode::IpExcluded, "this visitor's address is in the deployment's excluded IP ranges; the event is not tracked"));
+        return Err(Rejection::new(
+            ErrorCode::IpExcluded,
+            "this visitor's address is in the deployment's excluded IP ranges; the event is not tracked",
+        ));
     }
     let text = |field: &str, v: Option<String>| -> Result<Option<String>, Rejection> {
         match v {
@@ -437,7 +443,8 @@ mod tests {
     #[test]
     fn each_problem_has_its_code() {
         let l = InputLimits::default();
-        let cases: Vec<(Box<dyn Fn(&mut WebEventRequest)>, ErrorCode)> = vec![
+        type Mutation = Box<dyn Fn(&mut WebEventRequest)>;
+        let cases: Vec<(Mutation, ErrorCode)> = vec![
             (Box::new(|r| r.event_name = Some("page viewed".into())), ErrorCode::InvalidEventName),
             (Box::new(|r| r.event_name = None), ErrorCode::MissingField),
             (Box::new(|r| r.created_date = Some("2026-11-24T10:00:00Z".into())), ErrorCode::EventTooOld),
@@ -447,7 +454,8 @@ mod tests {
             (Box::new(|r| r.page.as_mut().unwrap().url = Some("javascript:x".into())), ErrorCode::InvalidUrl),
             (
                 Box::new(|r| {
-                    r.attributes = Some((0..51).map(|i| (format!("k{i}"), RequestAttribute::Bare("v".into()))).collect())
+                    r.attributes =
+                        Some((0..51).map(|i| (format!("k{i}"), RequestAttribute::Bare("v".into()))).collect())
                 }),
                 ErrorCode::TooManyAttributes,
             ),

@@ -37,9 +37,7 @@ impl TrustedProxies {
                 entry
                     .parse::<IpNet>()
                     .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| EnrichError::TrustedProxy {
-                        value: entry.to_owned(),
-                    })
+                    .map_err(|_| EnrichError::TrustedProxy { value: entry.to_owned() })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(TrustedProxies { networks })
@@ -82,10 +80,7 @@ pub fn client_ip(peer: IpAddr, x_forwarded_for: Option<&str>, trusted: &TrustedP
 /// One `X-Forwarded-For` entry: an address, possibly with a port (`192.0.2.1:4711`, `[2001:db8::1]:4711`).
 fn parse_hop(entry: &str) -> Option<IpAddr> {
     let entry = entry.trim();
-    let ip = entry
-        .parse::<IpAddr>()
-        .or_else(|_| entry.parse::<SocketAddr>().map(|s| s.ip()))
-        .ok()?;
+    let ip = entry.parse::<IpAddr>().or_else(|_| entry.parse::<SocketAddr>().map(|s| s.ip())).ok()?;
     Some(ip.to_canonical())
 }
 
@@ -99,8 +94,7 @@ mod tests {
     }
 
     fn proxies() -> TrustedProxies {
-        TrustedProxies::parse(["10.0.0.0/8", "192.0.2.7", "fd00::/8"])
-            .unwrap_or_else(|e| panic!("{e}"))
+        TrustedProxies::parse(["10.0.0.0/8", "192.0.2.7", "fd00::/8"]).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
@@ -108,77 +102,41 @@ mod tests {
         let peer = ip("203.0.113.9");
         assert_eq!(client_ip(peer, Some("1.2.3.4"), &proxies()), peer);
         assert_eq!(client_ip(peer, None, &proxies()), peer);
-        assert_eq!(
-            client_ip(ip("10.0.0.1"), Some("1.2.3.4"), &TrustedProxies::none()),
-            ip("10.0.0.1")
-        );
+        assert_eq!(client_ip(ip("10.0.0.1"), Some("1.2.3.4"), &TrustedProxies::none()), ip("10.0.0.1"));
     }
 
     #[test]
     fn trusted_peer_hands_over_to_the_header() {
         let peer = ip("10.0.0.1");
-        assert_eq!(
-            client_ip(peer, Some("198.51.100.4"), &proxies()),
-            ip("198.51.100.4")
-        );
+        assert_eq!(client_ip(peer, Some("198.51.100.4"), &proxies()), ip("198.51.100.4"));
         assert_eq!(client_ip(peer, None, &proxies()), peer);
         // A spoofed entry on the left is ignored: the first untrusted hop from the right wins.
-        assert_eq!(
-            client_ip(peer, Some("6.6.6.6, 198.51.100.4, 10.1.1.1"), &proxies()),
-            ip("198.51.100.4")
-        );
+        assert_eq!(client_ip(peer, Some("6.6.6.6, 198.51.100.4, 10.1.1.1"), &proxies()), ip("198.51.100.4"));
         // A single trusted address and IPv6 networks.
-        assert_eq!(
-            client_ip(ip("fd00::2"), Some("198.51.100.4, 192.0.2.7"), &proxies()),
-            ip("198.51.100.4")
-        );
+        assert_eq!(client_ip(ip("fd00::2"), Some("198.51.100.4, 192.0.2.7"), &proxies()), ip("198.51.100.4"));
     }
 
     #[test]
     fn all_hops_trusted_gives_the_leftmost() {
-        assert_eq!(
-            client_ip(ip("10.0.0.1"), Some("10.0.0.3, 10.0.0.2"), &proxies()),
-            ip("10.0.0.3")
-        );
+        assert_eq!(client_ip(ip("10.0.0.1"), Some("10.0.0.3, 10.0.0.2"), &proxies()), ip("10.0.0.3"));
     }
 
     #[test]
     fn malformed_entries_stop_the_walk() {
         let peer = ip("10.0.0.1");
-        assert_eq!(
-            client_ip(peer, Some("198.51.100.4, garbage"), &proxies()),
-            peer
-        );
-        assert_eq!(
-            client_ip(peer, Some("198.51.100.4, unknown, 10.0.0.2"), &proxies()),
-            ip("10.0.0.2")
-        );
+        assert_eq!(client_ip(peer, Some("198.51.100.4, garbage"), &proxies()), peer);
+        assert_eq!(client_ip(peer, Some("198.51.100.4, unknown, 10.0.0.2"), &proxies()), ip("10.0.0.2"));
         assert_eq!(client_ip(peer, Some(""), &proxies()), peer);
-        assert_eq!(
-            client_ip(peer, Some("198.51.100.4,,10.0.0.2"), &proxies()),
-            ip("10.0.0.2")
-        );
+        assert_eq!(client_ip(peer, Some("198.51.100.4,,10.0.0.2"), &proxies()), ip("10.0.0.2"));
     }
 
     #[test]
     fn ports_and_mapped_addresses() {
         let peer = ip("::ffff:10.0.0.1");
-        assert_eq!(
-            client_ip(peer, Some("198.51.100.4:4711"), &proxies()),
-            ip("198.51.100.4")
-        );
-        assert_eq!(
-            client_ip(peer, Some("[2001:db8::1]:443"), &proxies()),
-            ip("2001:db8::1")
-        );
-        assert_eq!(
-            client_ip(peer, Some(" ::ffff:198.51.100.4 "), &proxies()),
-            ip("198.51.100.4")
-        );
-        assert_eq!(
-            client_ip(ip("::ffff:203.0.113.9"), Some("1.2.3.4"), &proxies()),
-            ip("203.0.113.9")
-        );
+        assert_eq!(client_ip(peer, Some("198.51.100.4:4711"), &proxies()), ip("198.51.100.4"));
+        assert_eq!(client_ip(peer, Some("[2001:db8::1]:443"), &proxies()), ip("2001:db8::1"));
+        assert_eq!(client_ip(peer, Some(" ::ffff:198.51.100.4 "), &proxies()), ip("198.51.100.4"));
+        assert_eq!(client_ip(ip("::ffff:203.0.113.9"), Some("1.2.3.4"), &proxies()), ip("203.0.113.9"));
     }
 
     #[test]

@@ -20,14 +20,7 @@
 use waymark_domain::wire::DeviceCategory;
 
 /// OS families (uap-core spelling) whose devices are phones unless a tablet rule matched first.
-pub const MOBILE_OS: &[&str] = &[
-    "iOS",
-    "Android",
-    "Windows Phone",
-    "BlackBerry OS",
-    "KaiOS",
-    "Firefox OS",
-];
+pub const MOBILE_OS: &[&str] = &["iOS", "Android", "Windows Phone", "BlackBerry OS", "KaiOS", "Firefox OS"];
 
 /// OS families (uap-core spelling) of desktop and laptop computers.
 pub const DESKTOP_OS: &[&str] = &[
@@ -107,10 +100,7 @@ pub fn category_from_hint(hint: &str) -> Option<DeviceCategory> {
 /// - **Desktop** is ambiguous: iPadOS Safari and Android browsers in "desktop site" mode send a desktop
 ///   User-Agent. The client may turn it into **tablet** or **mobile** (the script sees a touch screen), never
 ///   into other.
-pub fn refine_with_hint(
-    from_user_agent: DeviceCategory,
-    hint: Option<DeviceCategory>,
-) -> DeviceCategory {
+pub fn refine_with_hint(from_user_agent: DeviceCategory, hint: Option<DeviceCategory>) -> DeviceCategory {
     match (from_user_agent, hint) {
         (DeviceCategory::Other, Some(h)) => h,
         (DeviceCategory::Desktop, Some(h @ (DeviceCategory::Tablet | DeviceCategory::Mobile))) => h,
@@ -119,10 +109,7 @@ pub fn refine_with_hint(
 }
 
 fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
-    haystack
-        .as_bytes()
-        .windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+    haystack.as_bytes().windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 #[cfg(test)]
@@ -130,18 +117,8 @@ mod tests {
     use super::*;
     use DeviceCategory::*;
 
-    fn category(
-        user_agent: &str,
-        os_family: &str,
-        device_family: &str,
-        device_brand: Option<&str>,
-    ) -> DeviceCategory {
-        device_category(&DeviceFacts {
-            user_agent,
-            os_family,
-            device_family,
-            device_brand,
-        })
+    fn category(user_agent: &str, os_family: &str, device_family: &str, device_brand: Option<&str>) -> DeviceCategory {
+        device_category(&DeviceFacts { user_agent, os_family, device_family, device_brand })
     }
 
     /// Every row of the table in `shared/testdata/uap-core/README.md`, with the parse uap-core gives.
@@ -169,13 +146,7 @@ mod tests {
                 Some("Apple"),
                 Desktop,
             ),
-            (
-                "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
-                "Linux",
-                "Other",
-                None,
-                Desktop,
-            ),
+            ("Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0", "Linux", "Other", None, Desktop),
             (
                 "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) Mobile/15E148 Safari/604.1",
                 "iOS",
@@ -221,45 +192,17 @@ mod tests {
     #[test]
     fn each_rule_on_its_own() {
         // Tablet by family name, whatever the OS says.
-        assert_eq!(
-            category("x", "Android", "Kindle Fire", Some("Amazon")),
-            Tablet
-        );
-        assert_eq!(
-            category("x Mobile", "Other", "Generic Tablet", None),
-            Tablet
-        );
+        assert_eq!(category("x", "Android", "Kindle Fire", Some("Amazon")), Tablet);
+        assert_eq!(category("x Mobile", "Other", "Generic Tablet", None), Tablet);
         // Android without the Mobile token, even when uap-core named a brand.
-        assert_eq!(
-            category(
-                "(Linux; Android 13; SM-X700)",
-                "Android",
-                "Samsung SM-X700",
-                Some("Samsung")
-            ),
-            Tablet
-        );
+        assert_eq!(category("(Linux; Android 13; SM-X700)", "Android", "Samsung SM-X700", Some("Samsung")), Tablet);
         // Android phone with a brand, and Android with the Mobile token but no device.
-        assert_eq!(
-            category(
-                "Android 14; Pixel 8) Mobile",
-                "Android",
-                "Pixel 8",
-                Some("Google")
-            ),
-            Mobile
-        );
+        assert_eq!(category("Android 14; Pixel 8) Mobile", "Android", "Pixel 8", Some("Google")), Mobile);
         assert_eq!(category("Android Mobile", "Android", "Other", None), Mobile);
-        assert_eq!(
-            category("x", "Windows Phone", "Lumia 950", Some("Microsoft")),
-            Mobile
-        );
+        assert_eq!(category("x", "Windows Phone", "Lumia 950", Some("Microsoft")), Mobile);
         assert_eq!(category("x", "Other", "iPod", Some("Apple")), Mobile);
         // A desktop OS with a named, non-Mac device is not assumed to be a desktop.
-        assert_eq!(
-            category("x", "Linux", "Samsung SmartTV", Some("Samsung")),
-            Other
-        );
+        assert_eq!(category("x", "Linux", "Samsung SmartTV", Some("Samsung")), Other);
         assert_eq!(category("x", "Chrome OS", "Other", None), Desktop);
         assert_eq!(category("x", "Ubuntu", "Other", None), Desktop);
         assert_eq!(category("", "Other", "Other", None), Other);

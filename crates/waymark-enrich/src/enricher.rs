@@ -38,11 +38,7 @@ pub struct Enricher {
 
 impl Enricher {
     pub fn new(ua: UserAgentParser, geo: GeoProvider) -> Self {
-        Enricher {
-            ua,
-            geo,
-            cache: Mutex::new(HashMap::new()),
-        }
+        Enricher { ua, geo, cache: Mutex::new(HashMap::new()) }
     }
 
     pub fn user_agent_parser(&self) -> &UserAgentParser {
@@ -72,12 +68,7 @@ impl Enricher {
     }
 
     /// The enrichment of one event (see the module documentation for the rules).
-    pub fn enrich(
-        &self,
-        user_agent: Option<&str>,
-        hints: &ClientHints,
-        ip: Option<IpAddr>,
-    ) -> Enrichment {
+    pub fn enrich(&self, user_agent: Option<&str>, hints: &ClientHints, ip: Option<IpAddr>) -> Enrichment {
         let user_agent = user_agent.map(str::trim).filter(|ua| !ua.is_empty());
         let parsed = match user_agent {
             Some(ua) => self.parse_user_agent(ua),
@@ -89,25 +80,14 @@ impl Enricher {
             _ => parsed,
         };
 
-        let category = refine_with_hint(
-            parsed.category,
-            hints
-                .device_category
-                .as_deref()
-                .and_then(category_from_hint),
-        );
+        let category = refine_with_hint(parsed.category, hints.device_category.as_deref().and_then(category_from_hint));
         let device_type = match category {
             DeviceCategory::Bot => "Bot".to_owned(),
             _ => from_hint(parsed.device_family, &hints.device_type),
         };
         let manufacturer = match (user_agent, parsed.device_brand) {
             (Some(_), brand) => brand,
-            (None, _) => hints
-                .manufacturer
-                .as_deref()
-                .map(str::trim)
-                .filter(|m| !m.is_empty())
-                .map(str::to_owned),
+            (None, _) => hints.manufacturer.as_deref().map(str::trim).filter(|m| !m.is_empty()).map(str::to_owned),
         };
 
         Enrichment {
@@ -146,8 +126,7 @@ mod tests {
 
     const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1";
     const MAC: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15";
-    const GOOGLEBOT: &str =
-        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+    const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
 
     fn hints() -> ClientHints {
         ClientHints {
@@ -171,29 +150,14 @@ mod tests {
     fn user_agent_wins_and_hints_add_what_only_the_client_knows() {
         let e = Enricher::default().enrich(Some(IPHONE), &hints(), None);
         let b = &e.browser;
-        assert_eq!(
-            (b.family.as_str(), b.version.as_str()),
-            ("Mobile Safari", "17.4")
-        );
-        assert_eq!(
-            (b.lang.as_deref(), b.view_height, b.view_width),
-            (Some("en-GB"), Some(700), Some(390))
-        );
+        assert_eq!((b.family.as_str(), b.version.as_str()), ("Mobile Safari", "17.4"));
+        assert_eq!((b.lang.as_deref(), b.view_height, b.view_width), (Some("en-GB"), Some(700), Some(390)));
         assert!(!(b.features_flash || b.features_java || b.features_pdf || b.features_webrtc));
         let d = &e.device;
-        assert_eq!(
-            (d.category, d.device_type.as_str(), d.is_mobile),
-            (DeviceCategory::Mobile, "iPhone", true)
-        );
-        assert_eq!(
-            (d.os_family.as_str(), d.os_version.as_str()),
-            ("iOS", "17.4")
-        );
+        assert_eq!((d.category, d.device_type.as_str(), d.is_mobile), (DeviceCategory::Mobile, "iPhone", true));
+        assert_eq!((d.os_family.as_str(), d.os_version.as_str()), ("iOS", "17.4"));
         assert_eq!(d.manufacturer.as_deref(), Some("Apple"));
-        assert_eq!(
-            (d.screen_height, d.screen_width, d.screen_density),
-            (Some(844), Some(390), Some(3))
-        );
+        assert_eq!((d.screen_height, d.screen_width, d.screen_density), (Some(844), Some(390), Some(3)));
         assert_eq!((e.geolocation, e.ip_organization), (None, None));
     }
 
@@ -201,33 +165,17 @@ mod tests {
     fn without_a_user_agent_the_hints_fill_in() {
         for ua in [None, Some(""), Some("  ")] {
             let e = Enricher::default().enrich(ua, &hints(), None);
-            assert_eq!(
-                (e.browser.family.as_str(), e.browser.version.as_str()),
-                ("Firefox", "1.0")
-            );
+            assert_eq!((e.browser.family.as_str(), e.browser.version.as_str()), ("Firefox", "1.0"));
             let d = &e.device;
+            assert_eq!((d.category, d.device_type.as_str(), d.is_mobile), (DeviceCategory::Desktop, "Gadget", false));
             assert_eq!(
-                (d.category, d.device_type.as_str(), d.is_mobile),
-                (DeviceCategory::Desktop, "Gadget", false)
-            );
-            assert_eq!(
-                (
-                    d.os_family.as_str(),
-                    d.os_version.as_str(),
-                    d.manufacturer.as_deref()
-                ),
+                (d.os_family.as_str(), d.os_version.as_str(), d.manufacturer.as_deref()),
                 ("Plan 9", "4", Some("Acme"))
             );
         }
         let bare = Enricher::default().enrich(None, &ClientHints::default(), None);
-        assert_eq!(
-            (bare.browser.family.as_str(), bare.browser.version.as_str()),
-            ("Other", "")
-        );
-        assert_eq!(
-            (bare.device.category, bare.device.device_type.as_str()),
-            (DeviceCategory::Other, "Other")
-        );
+        assert_eq!((bare.browser.family.as_str(), bare.browser.version.as_str()), ("Other", ""));
+        assert_eq!((bare.device.category, bare.device.device_type.as_str()), (DeviceCategory::Other, "Other"));
         assert_eq!(bare.device.manufacturer, None);
     }
 
@@ -242,28 +190,15 @@ mod tests {
     #[test]
     fn category_hints_refine_only_ambiguous_answers() {
         let enricher = Enricher::default();
-        let tablet = ClientHints {
-            device_category: Some("tablet".into()),
-            ..ClientHints::default()
-        };
+        let tablet = ClientHints { device_category: Some("tablet".into()), ..ClientHints::default() };
         // iPadOS Safari sends a Mac User-Agent; the script knows better.
         let ipad = enricher.enrich(Some(MAC), &tablet, None);
-        assert_eq!(
-            (ipad.device.category, ipad.device.is_mobile),
-            (DeviceCategory::Tablet, true)
-        );
+        assert_eq!((ipad.device.category, ipad.device.is_mobile), (DeviceCategory::Tablet, true));
         // A phone stays a phone, a bot stays a bot.
-        assert_eq!(
-            enricher.enrich(Some(IPHONE), &tablet, None).device.category,
-            DeviceCategory::Mobile
-        );
+        assert_eq!(enricher.enrich(Some(IPHONE), &tablet, None).device.category, DeviceCategory::Mobile);
         let bot = enricher.enrich(Some(GOOGLEBOT), &hints(), None);
         assert_eq!(
-            (
-                bot.device.category,
-                bot.device.device_type.as_str(),
-                bot.device.is_mobile
-            ),
+            (bot.device.category, bot.device.device_type.as_str(), bot.device.is_mobile),
             (DeviceCategory::Bot, "Bot", false)
         );
         assert_eq!(bot.browser.family, "Googlebot");
@@ -271,8 +206,7 @@ mod tests {
 
     #[test]
     fn geolocation_from_the_address() {
-        let geo = GeoProvider::open(testdata_file("geoip/GeoLite2-City-Test.mmdb"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let geo = GeoProvider::open(testdata_file("geoip/GeoLite2-City-Test.mmdb")).unwrap_or_else(|e| panic!("{e}"));
         let enricher = Enricher::new(UserAgentParser::builtin(), geo);
         let e = enricher.enrich(
             Some(MAC),
@@ -280,10 +214,7 @@ mod tests {
             Some("81.2.69.160".parse().unwrap_or_else(|e| panic!("{e}"))),
         );
         let g = e.geolocation.expect("London");
-        assert_eq!(
-            (g.country.as_deref(), g.locality.as_deref()),
-            (Some("GB"), Some("London"))
-        );
+        assert_eq!((g.country.as_deref(), g.locality.as_deref()), (Some("GB"), Some("London")));
         let private = enricher.enrich(
             Some(MAC),
             &ClientHints::default(),

@@ -13,40 +13,28 @@ pub enum EnrichError {
         "cannot open the GeoIP database {path}: {error}; configure geoip.city_db to a GeoLite2-City.mmdb \
          (or GeoLite2-Country.mmdb) file downloaded from MaxMind, or remove the setting to run without geolocation"
     )]
-    GeoIpOpen {
-        path: PathBuf,
-        error: maxminddb::MaxMindDbError,
-    },
+    GeoIpOpen { path: PathBuf, error: maxminddb::MaxMindDbError },
 
     /// The file is a MaxMind DB, but not one that holds locations (e.g. an ASN database).
     #[error(
         "the GeoIP database {path} is of type {database_type:?}, which holds no locations; configure \
          geoip.city_db to a GeoLite2-City.mmdb or GeoLite2-Country.mmdb file (GeoIP2 City/Country work too)"
     )]
-    GeoIpNotLocation {
-        path: PathBuf,
-        database_type: String,
-    },
+    GeoIpNotLocation { path: PathBuf, database_type: String },
 
     /// The uap-core rules file could not be read.
     #[error(
         "cannot read the User-Agent rules file {path}: {error}; point the setting at uap-core's regexes.yaml \
          (https://github.com/ua-parser/uap-core, or the npm package uap-core), or remove it to use the built-in rules"
     )]
-    UaRulesRead {
-        path: PathBuf,
-        error: std::io::Error,
-    },
+    UaRulesRead { path: PathBuf, error: std::io::Error },
 
     /// The uap-core rules file is not valid YAML of the expected shape.
     #[error(
         "the User-Agent rules file {path} is not a uap-core regexes.yaml: {error}; use an unmodified regexes.yaml \
          from https://github.com/ua-parser/uap-core, or remove the setting to use the built-in rules"
     )]
-    UaRulesParse {
-        path: PathBuf,
-        error: serde_norway::Error,
-    },
+    UaRulesParse { path: PathBuf, error: serde_norway::Error },
 
     /// A rule in the uap-core file could not be compiled.
     #[error(

@@ -43,27 +43,15 @@ impl GeoProvider {
     /// database gives countries only.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, EnrichError> {
         let path = path.as_ref();
-        let reader =
-            maxminddb::Reader::open_readfile(path).map_err(|error| EnrichError::GeoIpOpen {
-                path: path.to_owned(),
-                error,
-            })?;
+        let reader = maxminddb::Reader::open_readfile(path)
+            .map_err(|error| EnrichError::GeoIpOpen { path: path.to_owned(), error })?;
         let database_type = reader.metadata().database_type.clone();
-        let holds_locations = ["City", "Country", "Enterprise"]
-            .iter()
-            .any(|kind| database_type.contains(kind));
+        let holds_locations = ["City", "Country", "Enterprise"].iter().any(|kind| database_type.contains(kind));
         if !holds_locations {
-            return Err(EnrichError::GeoIpNotLocation {
-                path: path.to_owned(),
-                database_type,
-            });
+            return Err(EnrichError::GeoIpNotLocation { path: path.to_owned(), database_type });
         }
         Ok(GeoProvider {
-            database: Some(Database {
-                reader,
-                path: path.to_owned(),
-                last_warning: AtomicI64::new(i64::MIN),
-            }),
+            database: Some(Database { reader, path: path.to_owned(), last_warning: AtomicI64::new(i64::MIN) }),
         })
     }
 
@@ -74,9 +62,7 @@ impl GeoProvider {
 
     /// The loaded database's type (`GeoLite2-City`, …), for the start-up log.
     pub fn database_type(&self) -> Option<&str> {
-        self.database
-            .as_ref()
-            .map(|db| db.reader.metadata().database_type.as_str())
+        self.database.as_ref().map(|db| db.reader.metadata().database_type.as_str())
     }
 
     /// Where `ip` is, if the database knows. IPv4-mapped IPv6 addresses are looked up as IPv4.
@@ -109,15 +95,11 @@ impl GeoProvider {
 
 impl Database {
     fn warn(&self, error: &maxminddb::MaxMindDbError) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let now =
+            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         let last = self.last_warning.load(Ordering::Relaxed);
         if now.saturating_sub(last) >= WARN_INTERVAL_SECS
-            && self
-                .last_warning
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
+            && self.last_warning.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
         {
             tracing::warn!(
                 database = %self.path.display(),
@@ -282,9 +264,7 @@ mod tests {
             let geo = open(db);
             assert!(geo.is_enabled());
             for row in city_rows() {
-                let g = geo
-                    .lookup(ip(row.ip))
-                    .unwrap_or_else(|| panic!("{db}: no answer for {}", row.ip));
+                let g = geo.lookup(ip(row.ip)).unwrap_or_else(|| panic!("{db}: no answer for {}", row.ip));
                 let at = format!("{db} {}", row.ip);
                 assert_eq!(g.country.as_deref(), Some(row.country), "{at}");
                 if let Some(name) = row.country_name {
@@ -295,11 +275,7 @@ mod tests {
                 if let Some(name) = row.region_name {
                     assert_eq!(g.region_name.as_deref(), Some(name), "{at}");
                 }
-                assert_eq!(
-                    (g.latitude, g.longitude),
-                    (Some(row.lat_lon.0), Some(row.lat_lon.1)),
-                    "{at}"
-                );
+                assert_eq!((g.latitude, g.longitude), (Some(row.lat_lon.0), Some(row.lat_lon.1)), "{at}");
                 if let Some(postal) = row.postal {
                     assert_eq!(g.postal_code.as_deref(), Some(postal), "{at}");
                 }
@@ -326,25 +302,9 @@ mod tests {
             let bhutan = geo.lookup(ip("67.43.156.1")).expect("Bhutan");
             assert_eq!(bhutan.country.as_deref(), Some("BT"), "{db}");
             assert_eq!(bhutan.locality, None, "{db}");
-            assert_eq!(
-                (bhutan.latitude, bhutan.longitude),
-                (Some(27.5), Some(90.5)),
-                "{db}"
-            );
-            assert_eq!(
-                geo.lookup(ip("202.196.224.1"))
-                    .and_then(|g| g.country)
-                    .as_deref(),
-                Some("PH"),
-                "{db}"
-            );
-            assert_eq!(
-                geo.lookup(ip("2001:218::1"))
-                    .and_then(|g| g.country)
-                    .as_deref(),
-                Some("JP"),
-                "{db}"
-            );
+            assert_eq!((bhutan.latitude, bhutan.longitude), (Some(27.5), Some(90.5)), "{db}");
+            assert_eq!(geo.lookup(ip("202.196.224.1")).and_then(|g| g.country).as_deref(), Some("PH"), "{db}");
+            assert_eq!(geo.lookup(ip("2001:218::1")).and_then(|g| g.country).as_deref(), Some("JP"), "{db}");
         }
     }
 
@@ -352,15 +312,10 @@ mod tests {
     fn country_database_gives_countries_only() {
         let geo = open("GeoLite2-Country-Test.mmdb");
         assert_eq!(geo.database_type(), Some("GeoLite2-Country"));
-        for (addr, country) in [
-            ("81.2.69.160", "GB"),
-            ("89.160.20.129", "SE"),
-            ("216.160.83.57", "US"),
-            ("67.43.156.1", "BT"),
-        ] {
-            let g = geo
-                .lookup(ip(addr))
-                .unwrap_or_else(|| panic!("no answer for {addr}"));
+        for (addr, country) in
+            [("81.2.69.160", "GB"), ("89.160.20.129", "SE"), ("216.160.83.57", "US"), ("67.43.156.1", "BT")]
+        {
+            let g = geo.lookup(ip(addr)).unwrap_or_else(|| panic!("no answer for {addr}"));
             assert_eq!(g.country.as_deref(), Some(country), "{addr}");
             assert!(g.country_name.is_some(), "{addr}");
             assert_eq!(
@@ -377,21 +332,9 @@ mod tests {
     fn geoip2_and_geolite2_differ_where_documented() {
         let geoip2 = open("GeoIP2-City-Test.mmdb");
         let geolite2 = open("GeoLite2-City-Test.mmdb");
-        assert_eq!(
-            geoip2
-                .lookup(ip("214.78.120.5"))
-                .and_then(|g| g.locality)
-                .as_deref(),
-            Some("San Diego")
-        );
+        assert_eq!(geoip2.lookup(ip("214.78.120.5")).and_then(|g| g.locality).as_deref(), Some("San Diego"));
         assert_eq!(geolite2.lookup(ip("214.78.120.5")), None);
-        assert_eq!(
-            geolite2
-                .lookup(ip("214.78.0.1"))
-                .and_then(|g| g.locality)
-                .as_deref(),
-            Some("San Diego")
-        );
+        assert_eq!(geolite2.lookup(ip("214.78.0.1")).and_then(|g| g.locality).as_deref(), Some("San Diego"));
         assert_eq!(geoip2.lookup(ip("214.78.0.1")), None);
     }
 
@@ -418,23 +361,14 @@ mod tests {
     #[test]
     fn ipv4_mapped_ipv6_is_looked_up_as_ipv4() {
         let geo = open("GeoLite2-City-Test.mmdb");
-        assert_eq!(
-            geo.lookup(ip("::ffff:81.2.69.160"))
-                .and_then(|g| g.locality)
-                .as_deref(),
-            Some("London")
-        );
+        assert_eq!(geo.lookup(ip("::ffff:81.2.69.160")).and_then(|g| g.locality).as_deref(), Some("London"));
         assert_eq!(geo.lookup(ip("::ffff:127.0.0.1")), None);
     }
 
     #[test]
     fn corrupt_database_opens_and_gives_nothing() {
         let geo = open("GeoIP2-City-Test-Broken-Double-Format.mmdb");
-        let last_warning = || {
-            geo.database
-                .as_ref()
-                .map(|db| db.last_warning.load(Ordering::Relaxed))
-        };
+        let last_warning = || geo.database.as_ref().map(|db| db.last_warning.load(Ordering::Relaxed));
         assert_eq!(last_warning(), Some(i64::MIN));
         assert_eq!(geo.lookup(ip("81.2.69.160")), None);
         let warned_at = last_warning();
@@ -459,10 +393,7 @@ mod tests {
         assert!(matches!(missing, EnrichError::GeoIpOpen { .. }));
         assert!(missing.to_string().contains("geoip.city_db"), "{missing}");
         let not_mmdb = GeoProvider::open(testdata_file("geoip/README.md")).unwrap_err();
-        assert!(
-            matches!(not_mmdb, EnrichError::GeoIpOpen { .. }),
-            "{not_mmdb}"
-        );
+        assert!(matches!(not_mmdb, EnrichError::GeoIpOpen { .. }), "{not_mmdb}");
     }
 
     #[test]
@@ -470,16 +401,9 @@ mod tests {
         for public in ["81.2.69.160", "8.8.8.8", "2001:480:10::1", "100.128.0.1"] {
             assert!(may_be_public(ip(public)), "{public}");
         }
-        for never in [
-            "10.0.0.1",
-            "172.16.0.1",
-            "169.254.1.1",
-            "255.255.255.255",
-            "224.0.0.1",
-            "0.1.2.3",
-            "ff02::1",
-            "fc00::1",
-        ] {
+        for never in
+            ["10.0.0.1", "172.16.0.1", "169.254.1.1", "255.255.255.255", "224.0.0.1", "0.1.2.3", "ff02::1", "fc00::1"]
+        {
             assert!(!may_be_public(ip(never)), "{never}");
         }
     }

@@ -10,10 +10,7 @@ use std::path::PathBuf;
 pub fn testdata_dir() -> PathBuf {
     match std::env::var_os("WAYMARK_TESTDATA") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/testdata"
-        )),
+        _ => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/testdata")),
     }
 }
 

@@ -68,9 +68,7 @@ enum Rules {
 
 impl std::fmt::Debug for UserAgentParser {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserAgentParser")
-            .field("rules", &self.rules_name())
-            .finish()
+        f.debug_struct("UserAgentParser").field("rules", &self.rules_name()).finish()
     }
 }
 
@@ -83,38 +81,24 @@ impl Default for UserAgentParser {
 impl UserAgentParser {
     /// The built-in rules: no setup, no data file.
     pub fn builtin() -> Self {
-        UserAgentParser {
-            rules: Rules::Builtin(woothee::parser::Parser::new()),
-        }
+        UserAgentParser { rules: Rules::Builtin(woothee::parser::Parser::new()) }
     }
 
     /// uap-core rules from a `regexes.yaml` file (compiled here, once).
     pub fn from_regexes_file(path: impl AsRef<Path>) -> Result<Self, EnrichError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|error| EnrichError::UaRulesRead {
-            path: path.to_owned(),
-            error,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|error| EnrichError::UaRulesRead { path: path.to_owned(), error })?;
         Self::from_regexes_yaml(&text).map_err(|e| match e {
-            RulesError::Parse(error) => EnrichError::UaRulesParse {
-                path: path.to_owned(),
-                error,
-            },
-            RulesError::Build(error) => EnrichError::UaRulesBuild {
-                path: path.to_owned(),
-                error,
-            },
+            RulesError::Parse(error) => EnrichError::UaRulesParse { path: path.to_owned(), error },
+            RulesError::Build(error) => EnrichError::UaRulesBuild { path: path.to_owned(), error },
         })
     }
 
     fn from_regexes_yaml(yaml: &str) -> Result<Self, RulesError> {
-        let regexes: ua_parser::Regexes<'static> =
-            serde_norway::from_str(yaml).map_err(RulesError::Parse)?;
-        let extractor = ua_parser::Extractor::try_from(regexes)
-            .map_err(|e| RulesError::Build(e.to_string()))?;
-        Ok(UserAgentParser {
-            rules: Rules::UapCore(Box::new(extractor)),
-        })
+        let regexes: ua_parser::Regexes<'static> = serde_norway::from_str(yaml).map_err(RulesError::Parse)?;
+        let extractor = ua_parser::Extractor::try_from(regexes).map_err(|e| RulesError::Build(e.to_string()))?;
+        Ok(UserAgentParser { rules: Rules::UapCore(Box::new(extractor)) })
     }
 
     /// `builtin` or `uap-core`, for the start-up log.
@@ -156,11 +140,7 @@ enum RulesError {
 }
 
 fn family_or_other(family: &str) -> String {
-    if family.trim().is_empty() {
-        OTHER.to_owned()
-    } else {
-        family.to_owned()
-    }
+    if family.trim().is_empty() { OTHER.to_owned() } else { family.to_owned() }
 }
 
 /// `major[.minor[.patch]]` from the leading present, non-empty parts.
@@ -189,8 +169,7 @@ fn parse_uap_core(extractor: &ua_parser::Extractor<'static>, user_agent: &str) -
     }
     if let Some(o) = os {
         parsed.os_family = family_or_other(&o.os);
-        parsed.os_version =
-            join_version([o.major.as_deref(), o.minor.as_deref(), o.patch.as_deref()]);
+        parsed.os_version = join_version([o.major.as_deref(), o.minor.as_deref(), o.patch.as_deref()]);
     }
     if let Some(d) = device {
         parsed.device_family = family_or_other(&d.device);
@@ -219,18 +198,12 @@ fn from_woothee(w: &woothee::parser::WootheeResult<'_>, user_agent: &str) -> Par
     let known = |s: &str| !s.is_empty() && s != woothee::woothee::VALUE_UNKNOWN;
 
     if w.category == "crawler" {
-        parsed.browser_family = if known(w.name) {
-            w.name.to_owned()
-        } else {
-            OTHER.to_owned()
-        };
+        parsed.browser_family = if known(w.name) { w.name.to_owned() } else { OTHER.to_owned() };
         parsed.browser_version = if known(w.version) {
             version_prefix(w.version)
         } else {
             // woothee has no crawler versions; `Googlebot/2.1` has one.
-            version_after(user_agent, w.name)
-                .map(version_prefix)
-                .unwrap_or_default()
+            version_after(user_agent, w.name).map(version_prefix).unwrap_or_default()
         };
         // uap-core's crawler device.
         parsed.device_family = "Spider".to_owned();
@@ -278,17 +251,9 @@ fn from_woothee(w: &woothee::parser::WootheeResult<'_>, user_agent: &str) -> Par
 }
 
 /// OS family and version in uap-core terms, and the Apple device the OS name implies.
-fn builtin_os(
-    os: &str,
-    os_version: &str,
-    user_agent: &str,
-) -> (String, String, Option<&'static str>) {
+fn builtin_os(os: &str, os_version: &str, user_agent: &str) -> (String, String, Option<&'static str>) {
     let version = || {
-        if os_version == woothee::woothee::VALUE_UNKNOWN {
-            String::new()
-        } else {
-            version_prefix(os_version)
-        }
+        if os_version == woothee::woothee::VALUE_UNKNOWN { String::new() } else { version_prefix(os_version) }
     };
     match os {
         "iPhone" => ("iOS".to_owned(), version(), Some("iPhone")),
@@ -299,11 +264,7 @@ fn builtin_os(
         "Android" => ("Android".to_owned(), version(), None),
         "ChromeOS" => ("Chrome OS".to_owned(), version(), None),
         "Linux" => {
-            let family = if user_agent.contains("Ubuntu") {
-                "Ubuntu"
-            } else {
-                "Linux"
-            };
+            let family = if user_agent.contains("Ubuntu") { "Ubuntu" } else { "Linux" };
             (family.to_owned(), String::new(), None)
         }
         "Windows Phone OS" => ("Windows Phone".to_owned(), version(), None),
@@ -353,9 +314,7 @@ fn version_prefix(version: &str) -> String {
 /// Crawler marks woothee does not know, in any case: a contact URL (`+http`), `…bot/1.0`, `bot.html`,
 /// `spider`, `crawler`, `Slurp`.
 fn looks_like_a_bot(user_agent: &str) -> bool {
-    const MARKS: [&str; 8] = [
-        "+http", "bot/", "bots/", "bot.html", "spider", "crawler", "crawling", "slurp",
-    ];
+    const MARKS: [&str; 8] = ["+http", "bot/", "bots/", "bot.html", "spider", "crawler", "crawling", "slurp"];
     let lower = user_agent.to_ascii_lowercase();
     MARKS.iter().any(|mark| lower.contains(mark))
 }
@@ -367,11 +326,8 @@ fn version_after<'a>(user_agent: &'a str, product: &str) -> Option<&'a str> {
     }
     let start = user_agent.find(product)? + product.len();
     let rest = user_agent.get(start..)?.strip_prefix('/')?;
-    let end = rest
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(rest.len());
-    rest.get(..end)
-        .filter(|v| v.starts_with(|c: char| c.is_ascii_digit()))
+    let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+    rest.get(..end).filter(|v| v.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// The model token of an Android User-Agent: `(Linux; Android 14; SM-S911B Build/…)` → `SM-S911B`.
@@ -382,9 +338,7 @@ fn android_model(user_agent: &str) -> Option<&str> {
     let inside = rest.split(')').next()?;
     let mut parts = inside.split(';').map(str::trim);
     parts.find(|p| p.starts_with("Android"))?;
-    parts
-        .map(|p| p.split(" Build/").next().unwrap_or(p).trim())
-        .find(|p| !is_android_placeholder(p))
+    parts.map(|p| p.split(" Build/").next().unwrap_or(p).trim()).find(|p| !is_android_placeholder(p))
 }
 
 fn is_android_placeholder(token: &str) -> bool {
@@ -409,8 +363,7 @@ mod tests {
         PARSER.get_or_init(|| {
             let path = testdata_file("uap-core/regexes.yaml");
             let started = Instant::now();
-            let parser =
-                UserAgentParser::from_regexes_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            let parser = UserAgentParser::from_regexes_file(&path).unwrap_or_else(|e| panic!("{e}"));
             eprintln!("uap-core rules compiled in {:?}", started.elapsed());
             parser
         })
@@ -506,24 +459,10 @@ mod tests {
         assert_eq!(parser.rules_name(), "uap-core");
         for row in readme_rows() {
             let p = parser.parse(row.ua);
+            assert_eq!((p.browser_family.as_str(), p.browser_version.as_str()), row.browser, "{}", row.ua);
+            assert_eq!((p.os_family.as_str(), p.os_version.as_str()), row.os, "{}", row.ua);
             assert_eq!(
-                (p.browser_family.as_str(), p.browser_version.as_str()),
-                row.browser,
-                "{}",
-                row.ua
-            );
-            assert_eq!(
-                (p.os_family.as_str(), p.os_version.as_str()),
-                row.os,
-                "{}",
-                row.ua
-            );
-            assert_eq!(
-                (
-                    p.device_family.as_str(),
-                    p.device_brand.as_deref(),
-                    p.device_model.as_deref()
-                ),
+                (p.device_family.as_str(), p.device_brand.as_deref(), p.device_model.as_deref()),
                 row.device,
                 "{}",
                 row.ua
@@ -562,32 +501,18 @@ mod tests {
         let mac = parser.parse(
             "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15",
         );
-        assert_eq!(
-            (mac.device_family.as_str(), mac.device_brand.as_deref()),
-            ("Mac", Some("Apple"))
-        );
+        assert_eq!((mac.device_family.as_str(), mac.device_brand.as_deref()), ("Mac", Some("Apple")));
         let samsung = parser.parse(
             "Mozilla/5.0 (Linux; Android 14; SM-S911B Build/UP1A.231005.007) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Mobile Safari/537.36",
         );
-        assert_eq!(
-            (samsung.device_family.as_str(), samsung.os_version.as_str()),
-            ("SM-S911B", "14")
-        );
+        assert_eq!((samsung.device_family.as_str(), samsung.os_version.as_str()), ("SM-S911B", "14"));
         let reduced = parser.parse(
             "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Mobile Safari/537.36",
         );
+        assert_eq!((reduced.device_family.as_str(), reduced.category), ("Other", Mobile));
+        let windows = parser.parse("Mozilla/5.0 (Windows NT 6.1; WOW64; Trident/7.0; rv:11.0) like Gecko");
         assert_eq!(
-            (reduced.device_family.as_str(), reduced.category),
-            ("Other", Mobile)
-        );
-        let windows =
-            parser.parse("Mozilla/5.0 (Windows NT 6.1; WOW64; Trident/7.0; rv:11.0) like Gecko");
-        assert_eq!(
-            (
-                windows.browser_family.as_str(),
-                windows.os_family.as_str(),
-                windows.os_version.as_str()
-            ),
+            (windows.browser_family.as_str(), windows.os_family.as_str(), windows.os_version.as_str()),
             ("IE", "Windows", "7")
         );
         assert_eq!(parser.parse(""), ParsedUserAgent::unknown());
@@ -609,10 +534,7 @@ mod tests {
             assert_eq!(UserAgentParser::builtin().parse(bot).category, Bot, "{bot}");
         }
         assert_eq!(
-            version_after(
-                "(compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
-                "Googlebot"
-            ),
+            version_after("(compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "Googlebot"),
             Some("2.1")
         );
         assert_eq!(version_after("bingbot/2.0", "bingbot"), Some("2.0"));
@@ -634,16 +556,9 @@ mod tests {
         let e = UserAgentParser::from_regexes_file("/nonexistent/regexes.yaml").unwrap_err();
         assert!(matches!(e, EnrichError::UaRulesRead { .. }), "{e}");
         assert!(e.to_string().contains("uap-core"), "{e}");
-        assert!(matches!(
-            UserAgentParser::from_regexes_yaml("user_agent_parsers: 3"),
-            Err(RulesError::Parse(_))
-        ));
-        let bad_regex =
-            "user_agent_parsers: [{regex: '(unclosed'}]\nos_parsers: []\ndevice_parsers: []\n";
-        assert!(matches!(
-            UserAgentParser::from_regexes_yaml(bad_regex),
-            Err(RulesError::Build(_))
-        ));
+        assert!(matches!(UserAgentParser::from_regexes_yaml("user_agent_parsers: 3"), Err(RulesError::Parse(_))));
+        let bad_regex = "user_agent_parsers: [{regex: '(unclosed'}]\nos_parsers: []\ndevice_parsers: []\n";
+        assert!(matches!(UserAgentParser::from_regexes_yaml(bad_regex), Err(RulesError::Build(_))));
     }
 
     // ---- uap-core conformance -----------------------------------------------------------------------------
@@ -654,15 +569,9 @@ mod tests {
             test_cases: Vec<serde_norway::Mapping>,
         }
         let path = testdata_file(file);
-        let text =
-            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let cases: Cases =
-            serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert!(
-            !cases.test_cases.is_empty(),
-            "{} has no cases",
-            path.display()
-        );
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let cases: Cases = serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(!cases.test_cases.is_empty(), "{} has no cases", path.display());
         cases.test_cases
     }
 
@@ -713,11 +622,8 @@ mod tests {
 
     #[test]
     fn uap_core_conformance_user_agents() {
-        let (passed, failures) = conformance(
-            "uap-core/test_ua.yaml",
-            &["family", "major", "minor", "patch"],
-            1,
-            |e, ua| {
+        let (passed, failures) =
+            conformance("uap-core/test_ua.yaml", &["family", "major", "minor", "patch"], 1, |e, ua| {
                 let v = e.ua.extract(ua);
                 vec![
                     other_if_none(v.as_ref().map(|v| v.family.to_string())),
@@ -725,14 +631,8 @@ mod tests {
                     v.as_ref().and_then(|v| v.minor.map(str::to_owned)),
                     v.as_ref().and_then(|v| v.patch.map(str::to_owned)),
                 ]
-            },
-        );
-        assert!(
-            failures.is_empty(),
-            "{} failures, first: {:#?}",
-            failures.len(),
-            &failures[..failures.len().min(5)]
-        );
+            });
+        assert!(failures.is_empty(), "{} failures, first: {:#?}", failures.len(), &failures[..failures.len().min(5)]);
         assert!(passed >= 1601, "only {passed} cases ran");
     }
 
@@ -743,48 +643,27 @@ mod tests {
             let v = e.os.extract(ua);
             vec![
                 other_if_none(v.as_ref().map(|v| v.os.to_string())),
-                v.as_ref()
-                    .and_then(|v| v.major.as_deref().map(str::to_owned)),
-                v.as_ref()
-                    .and_then(|v| v.minor.as_deref().map(str::to_owned)),
-                v.as_ref()
-                    .and_then(|v| v.patch.as_deref().map(str::to_owned)),
-                v.as_ref()
-                    .and_then(|v| v.patch_minor.as_deref().map(str::to_owned)),
+                v.as_ref().and_then(|v| v.major.as_deref().map(str::to_owned)),
+                v.as_ref().and_then(|v| v.minor.as_deref().map(str::to_owned)),
+                v.as_ref().and_then(|v| v.patch.as_deref().map(str::to_owned)),
+                v.as_ref().and_then(|v| v.patch_minor.as_deref().map(str::to_owned)),
             ]
         });
-        assert!(
-            failures.is_empty(),
-            "{} failures, first: {:#?}",
-            failures.len(),
-            &failures[..failures.len().min(5)]
-        );
+        assert!(failures.is_empty(), "{} failures, first: {:#?}", failures.len(), &failures[..failures.len().min(5)]);
         assert!(passed >= 483, "only {passed} cases ran");
     }
 
     #[test]
     fn uap_core_conformance_devices() {
-        let (passed, failures) = conformance(
-            "uap-core/test_device.yaml",
-            &["family", "brand", "model"],
-            1,
-            |e, ua| {
-                let v = e.dev.extract(ua);
-                vec![
-                    other_if_none(v.as_ref().map(|v| v.device.to_string())),
-                    v.as_ref()
-                        .and_then(|v| v.brand.as_deref().map(str::to_owned)),
-                    v.as_ref()
-                        .and_then(|v| v.model.as_deref().map(str::to_owned)),
-                ]
-            },
-        );
-        assert!(
-            failures.is_empty(),
-            "{} failures, first: {:#?}",
-            failures.len(),
-            &failures[..failures.len().min(5)]
-        );
+        let (passed, failures) = conformance("uap-core/test_device.yaml", &["family", "brand", "model"], 1, |e, ua| {
+            let v = e.dev.extract(ua);
+            vec![
+                other_if_none(v.as_ref().map(|v| v.device.to_string())),
+                v.as_ref().and_then(|v| v.brand.as_deref().map(str::to_owned)),
+                v.as_ref().and_then(|v| v.model.as_deref().map(str::to_owned)),
+            ]
+        });
+        assert!(failures.is_empty(), "{} failures, first: {:#?}", failures.len(), &failures[..failures.len().min(5)]);
         assert!(passed >= 16129, "only {passed} cases ran");
     }
 

@@ -6,10 +6,10 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::{journey_api, live_api, tracking};
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -20,46 +20,32 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use waymark_domain::ErrorCode;
 
-/// Build the router with every route and layer.
+/// Build the router with every route and layer. Each feature module owns its routes (`routes()`); this
+/// function only assembles them and adds the cross-cutting layers.
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.config.limits.max_body_bytes;
-    let tracking = Router::new()
-        .route(
-            "/api/v2/journey/deployments/{deployment_id}/webevents",
-            post(tracking::post_webevents).options(tracking::preflight),
-        )
-        .route(
-            "/api/v2/journey/deployments/{deployment_id}/customers/{cookie_id}/ping",
-            get(tracking::ping).options(tracking::preflight),
-        )
-        .layer(DefaultBodyLimit::max(body_limit));
-
-    let api = Router::new()
-        .route("/api/v2/journey/sessions/{session_id}", get(journey_api::get_session))
-        .route("/api/v2/journey/sessions/{session_id}/events", get(journey_api::get_session_events))
-        .route("/api/v2/externalcontacts/contacts/{contact_id}/journey/sessions", get(journey_api::get_contact_sessions))
-        .route("/api/v2/externalcontacts/contacts", get(journey_api::search_contacts))
-        .route("/api/v2/externalcontacts/contacts/{contact_id}", get(journey_api::get_contact))
-        .route("/api/v2/journey/customers/{id_type}/{customer_id}/sessions", get(journey_api::get_customer_sessions))
-        .route("/api/v2/journey/live", get(live_api::live))
-        .layer(DefaultBodyLimit::max(256 * 1024));
-
     Router::new()
-        .merge(tracking)
-        .merge(api)
+        .merge(tracking::routes(state.config.limits.max_body_bytes))
+        .merge(journey_api::routes())
+        .merge(live_api::routes())
         .route("/health", get(health))
         .route("/metrics", get(metrics_endpoint))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-        .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .layer(TraceLayer::new_for_http())
-        .layer(CatchPanicLayer::custom(|_| ApiError::new(ErrorCode::Internal, "an internal error occurred; it has been logged").into_response()))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(ErrorCode::Internal, "an internal error occurred; it has been logged").into_response()
+        }))
 }
 
 async fn health(State(state): State<AppState>) -> Response {
     match state.store.stats().await {
-        Ok(s) => axum::Json(serde_json::json!({"status": "ok", "store": state.store.backend(), "events": s.events})).into_response(),
+        Ok(s) => axum::Json(serde_json::json!({"status": "ok", "store": state.store.backend(), "events": s.events}))
+            .into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
 }

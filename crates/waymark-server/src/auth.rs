@@ -6,8 +6,8 @@ use crate::accounts::{Role, Token, TokenKind, User, parse_token, secret_matches}
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use axum::http::header;
+use axum::http::request::Parts;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -128,7 +128,10 @@ impl<G: Guard> FromRequestParts<AppState> for Authorized<G> {
             let names: Vec<&str> = G::ANY_OF.iter().map(|p| p.as_str()).collect();
             return Err(ApiError::new(
                 ErrorCode::MissingPermission,
-                format!("this needs the permission {}; ask an administrator to add it to one of your roles", names.join(" or ")),
+                format!(
+                    "this needs the permission {}; ask an administrator to add it to one of your roles",
+                    names.join(" or ")
+                ),
             ));
         }
         Ok(Authorized { caller, _guard: PhantomData })
@@ -159,7 +162,10 @@ fn presented_token(parts: &Parts) -> Option<(String, bool)> {
 /// Resolve the caller of a request.
 pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
     let Some((raw, via_cookie)) = presented_token(parts) else {
-        return Err(ApiError::new(ErrorCode::Unauthenticated, "sign in or send an API token as 'Authorization: Bearer wm_…'"));
+        return Err(ApiError::new(
+            ErrorCode::Unauthenticated,
+            "sign in or send an API token as 'Authorization: Bearer wm_…'",
+        ));
     };
     let caller = resolve_token(state, &raw).await?;
     if via_cookie && !matches!(parts.method.as_str(), "GET" | "HEAD" | "OPTIONS") {
@@ -172,7 +178,10 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, Api
             None => parts.headers.get("x-requested-with").is_some(),
         };
         if !origin_ok {
-            return Err(ApiError::new(ErrorCode::CsrfRejected, "cross-site request refused; use the Waymark page or an API token"));
+            return Err(ApiError::new(
+                ErrorCode::CsrfRejected,
+                "cross-site request refused; use the Waymark page or an API token",
+            ));
         }
     }
     Ok(Caller { via_cookie, ..caller })
@@ -180,7 +189,12 @@ pub async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, Api
 
 /// Look up and verify a token, with a short cache.
 pub async fn resolve_token(state: &AppState, raw: &str) -> Result<Caller, ApiError> {
-    let invalid = || ApiError::new(ErrorCode::InvalidToken, "the token is invalid, expired or revoked; sign in again or create a new token");
+    let invalid = || {
+        ApiError::new(
+            ErrorCode::InvalidToken,
+            "the token is invalid, expired or revoked; sign in again or create a new token",
+        )
+    };
     let (id, secret) = parse_token(raw).ok_or_else(invalid)?;
     let now = state.clock.now();
     if let Some((caller, hash, expires, at)) = state.auth_cache.lock().get(id).cloned()
@@ -208,7 +222,12 @@ pub async fn resolve_token(state: &AppState, raw: &str) -> Result<Caller, ApiErr
 }
 
 /// Build the caller for a user (roles → permissions, divisions). `None` for unknown or inactive users.
-pub async fn caller_for_user(state: &AppState, org: OrgId, user_id: UserId, token_id: &str) -> Result<Option<Caller>, ApiError> {
+pub async fn caller_for_user(
+    state: &AppState,
+    org: OrgId,
+    user_id: UserId,
+    token_id: &str,
+) -> Result<Option<Caller>, ApiError> {
     let Some(rec) = state.store.get_record(RecordKind::User, &user_id.to_string()).await? else { return Ok(None) };
     let user: User = rec.decode()?;
     if !user.active || user.org != org {
@@ -239,7 +258,8 @@ pub fn forget_tokens(state: &AppState) {
     state.auth_cache.lock().clear();
 }
 
-pub type AuthCache = parking_lot::Mutex<std::collections::HashMap<String, (Caller, String, Option<waymark_domain::Timestamp>, Instant)>>;
+pub type AuthCache =
+    parking_lot::Mutex<std::collections::HashMap<String, (Caller, String, Option<waymark_domain::Timestamp>, Instant)>>;
 
 pub fn new_auth_cache() -> Arc<AuthCache> {
     Arc::new(parking_lot::Mutex::new(std::collections::HashMap::new()))

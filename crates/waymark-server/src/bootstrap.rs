@@ -60,17 +60,39 @@ pub async fn ensure_roles(store: &dyn Store, org: OrgId, now: Timestamp) -> Stor
 }
 
 #[allow(clippy::too_many_arguments)]
-pub async fn put<T: Serialize>(store: &dyn Store, kind: RecordKind, org: Option<OrgId>, id: &str, name: &str, body: &T, now: Timestamp, unique: bool) -> StoreResult<()> {
+pub async fn put<T: Serialize>(
+    store: &dyn Store,
+    kind: RecordKind,
+    org: Option<OrgId>,
+    id: &str,
+    name: &str,
+    body: &T,
+    now: Timestamp,
+    unique: bool,
+) -> StoreResult<()> {
     let body = serde_json::to_value(body).map_err(|e| StoreError::Internal(e.to_string()))?;
     store.put_record(&Record::new(kind, org, id, name, body, now), None, unique).await
 }
 
 /// Create a user in `org` with the given roles and optional password; returns the user.
-pub async fn create_user(store: &dyn Store, org: OrgId, email: &str, name: &str, password: Option<&str>, roles: Vec<RoleId>, now: Timestamp) -> StoreResult<User> {
+pub async fn create_user(
+    store: &dyn Store,
+    org: OrgId,
+    email: &str,
+    name: &str,
+    password: Option<&str>,
+    roles: Vec<RoleId>,
+    now: Timestamp,
+) -> StoreResult<User> {
     let password_hash = match password {
         Some(p) => {
             let p = p.to_string();
-            Some(tokio::task::spawn_blocking(move || hash_password(&p)).await.map_err(|e| StoreError::Internal(e.to_string()))?.map_err(StoreError::Internal)?)
+            Some(
+                tokio::task::spawn_blocking(move || hash_password(&p))
+                    .await
+                    .map_err(|e| StoreError::Internal(e.to_string()))?
+                    .map_err(StoreError::Internal)?,
+            )
         }
         None => None,
     };
@@ -90,7 +112,15 @@ pub async fn create_user(store: &dyn Store, org: OrgId, email: &str, name: &str,
 }
 
 /// Issue an API token for a user (returns the full token once).
-pub async fn issue_token(store: &dyn Store, org: OrgId, user: UserId, kind: TokenKind, expires: Option<Timestamp>, description: &str, now: Timestamp) -> StoreResult<(Token, String)> {
+pub async fn issue_token(
+    store: &dyn Store,
+    org: OrgId,
+    user: UserId,
+    kind: TokenKind,
+    expires: Option<Timestamp>,
+    description: &str,
+    now: Timestamp,
+) -> StoreResult<(Token, String)> {
     let minted = mint_token();
     let token = Token {
         id: minted.id.clone(),
@@ -130,13 +160,19 @@ pub async fn bootstrap(store: &dyn Store, req: &BootstrapRequest, now: Timestamp
             if let Some(p) = &req.admin_password {
                 let p = p.clone();
                 u.password_hash = Some(
-                    tokio::task::spawn_blocking(move || hash_password(&p)).await.map_err(|e| StoreError::Internal(e.to_string()))?.map_err(StoreError::Internal)?,
+                    tokio::task::spawn_blocking(move || hash_password(&p))
+                        .await
+                        .map_err(|e| StoreError::Internal(e.to_string()))?
+                        .map_err(StoreError::Internal)?,
                 );
                 put(store, RecordKind::User, None, &u.id.to_string(), &u.email, &u, now, true).await?;
             }
             u
         }
-        None => create_user(store, org.id, &email, "Administrator", req.admin_password.as_deref(), vec![admin_role.id], now).await?,
+        None => {
+            create_user(store, org.id, &email, "Administrator", req.admin_password.as_deref(), vec![admin_role.id], now)
+                .await?
+        }
     };
     let domain = req.domain.trim().to_lowercase();
     let deployments = store.list_records(RecordKind::Deployment, Some(org.id)).await?;

@@ -17,7 +17,10 @@ impl Clock {
     }
 
     pub fn now(&self) -> Timestamp {
-        let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
         Timestamp::from_unix_millis(ms + self.offset_ms.load(Ordering::Relaxed))
     }
 

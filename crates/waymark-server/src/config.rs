@@ -49,7 +49,13 @@ pub struct RateLimits {
 
 impl Default for RateLimits {
     fn default() -> Self {
-        RateLimits { per_ip_per_sec: 50, per_ip_burst: 200, per_deployment_per_sec: 20_000, per_deployment_burst: 40_000, login_per_minute: 10 }
+        RateLimits {
+            per_ip_per_sec: 50,
+            per_ip_burst: 200,
+            per_deployment_per_sec: 20_000,
+            per_deployment_burst: 40_000,
+            login_per_minute: 10,
+        }
     }
 }
 

@@ -58,7 +58,8 @@ impl ApiError {
 
     /// The JSON body, for embedding in batch results.
     pub fn to_json(&self) -> serde_json::Value {
-        let mut v = serde_json::json!({"status": self.code.http_status(), "code": self.code.as_str(), "message": self.message});
+        let mut v =
+            serde_json::json!({"status": self.code.http_status(), "code": self.code.as_str(), "message": self.message});
         if let Some(f) = &self.field {
             v["details"] = serde_json::json!([{"errorCode": self.code.as_str(), "fieldName": f}]);
         }
@@ -77,8 +78,11 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Unavailable(m) => {
                 tracing::warn!(error = %m, "store unavailable");
-                ApiError::new(ErrorCode::StoreUnavailable, "the store is temporarily unavailable; nothing was saved, retry shortly")
-                    .with_retry_after(1)
+                ApiError::new(
+                    ErrorCode::StoreUnavailable,
+                    "the store is temporarily unavailable; nothing was saved, retry shortly",
+                )
+                .with_retry_after(1)
             }
             StoreError::Conflict(m) => ApiError::new(ErrorCode::Conflict, m),
             other => {
@@ -95,13 +99,17 @@ impl IntoResponse for ApiError {
             status: self.code.http_status(),
             code: self.code.as_str(),
             message: &self.message,
-            details: self.field.as_deref().map(|f| vec![Detail { error_code: self.code.as_str(), field_name: f }]).unwrap_or_default(),
+            details: self
+                .field
+                .as_deref()
+                .map(|f| vec![Detail { error_code: self.code.as_str(), field_name: f }])
+                .unwrap_or_default(),
         };
         let mut resp = (self.status(), axum::Json(body)).into_response();
-        if let Some(s) = self.retry_after {
-            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+        if let Some(s) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         resp
     }

@@ -59,7 +59,9 @@ pub fn encode_cursor(t: Timestamp, id: &str) -> String {
 
 /// Decode a cursor made by [`encode_cursor`].
 pub fn decode_cursor(s: &str) -> ApiResult<(Timestamp, String)> {
-    let bad = || ApiError::new(ErrorCode::InvalidCursor, "the cursor is not one this server issued; start again without 'after'");
+    let bad = || {
+        ApiError::new(ErrorCode::InvalidCursor, "the cursor is not one this server issued; start again without 'after'")
+    };
     let bytes = URL_SAFE_NO_PAD.decode(s.trim()).map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
     let (ms, id) = text.split_once(':').ok_or_else(bad)?;
@@ -122,7 +124,11 @@ pub async fn visible_session(state: &AppState, caller: &Caller, raw_id: &str) ->
 }
 
 /// `GET /api/v2/journey/sessions/{sessionId}`.
-pub async fn get_session(auth: Authorized<SessionView>, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Session>> {
+pub async fn get_session(
+    auth: Authorized<SessionView>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Session>> {
     let rec = visible_session(&state, &auth, &id).await?;
     Ok(Json(session_view(&auth, &rec.session)))
 }
@@ -148,15 +154,23 @@ pub async fn get_session_events(
     }
     let after = q.get("after").map(decode_cursor).transpose()?;
     let sid = SessionId::parse(&id).ok_or_else(|| ApiError::not_found("session"))?;
-    let events = state.store.session_events(auth.org, sid, &EventPage { after, limit: page_size + 1, types: types.clone() }).await?;
+    let events = state
+        .store
+        .session_events(auth.org, sid, &EventPage { after, limit: page_size + 1, types: types.clone() })
+        .await?;
     let more = events.len() > page_size;
-    let entities: Vec<Event> =
-        events.iter().take(page_size).filter(|e| event_visible(&auth, e)).map(|e| event_view(&auth, e, &rec.session)).collect();
+    let entities: Vec<Event> = events
+        .iter()
+        .take(page_size)
+        .filter(|e| event_visible(&auth, e))
+        .map(|e| event_view(&auth, e, &rec.session))
+        .collect();
     let base = format!("/api/v2/journey/sessions/{id}/events");
     let type_q: String = types.iter().map(|t| format!("&eventType={}", t.as_str())).collect();
     let mut body = json!({"entities": entities, "selfUri": format!("{base}?pageSize={page_size}{type_q}")});
     if more && let Some(last) = events.get(page_size - 1) {
-        body["nextUri"] = json!(format!("{base}?pageSize={page_size}{type_q}&after={}", encode_cursor(last.created_date, &last.id)));
+        body["nextUri"] =
+            json!(format!("{base}?pageSize={page_size}{type_q}&after={}", encode_cursor(last.created_date, &last.id)));
     }
     Ok(Json(body))
 }
@@ -177,11 +191,18 @@ async fn session_listing(
     let page = SessionPage { since: window_start(state), before, limit: page_size + 1 };
     let rows = fetch(page).await?;
     let more = rows.len() > page_size;
-    let entities: Vec<Session> =
-        rows.iter().take(page_size).filter(|r| caller.sees_divisions(&r.session.division_ids)).map(|r| session_view(caller, &r.session)).collect();
+    let entities: Vec<Session> = rows
+        .iter()
+        .take(page_size)
+        .filter(|r| caller.sees_divisions(&r.session.division_ids))
+        .map(|r| session_view(caller, &r.session))
+        .collect();
     let mut body = json!({"entities": entities, "selfUri": format!("{base}?pageSize={page_size}")});
     if more && let Some(last) = rows.get(page_size - 1) {
-        body["nextUri"] = json!(format!("{base}?pageSize={page_size}&after={}", encode_cursor(last.session.created_date, &last.session.id)));
+        body["nextUri"] = json!(format!(
+            "{base}?pageSize={page_size}&after={}",
+            encode_cursor(last.session.created_date, &last.session.id)
+        ));
     }
     Ok(Json(body))
 }
@@ -199,9 +220,13 @@ pub async fn get_contact_sessions(
     let contact = state.store.get_contact(auth.org, cid).await?.ok_or_else(|| ApiError::not_found("contact"))?;
     let store = state.store.clone();
     let org = auth.org;
-    session_listing(&state, &auth, format!("/api/v2/externalcontacts/contacts/{id}/journey/sessions"), &q, async move |page| {
-        Ok(store.contact_sessions(org, contact.id, &page).await?)
-    })
+    session_listing(
+        &state,
+        &auth,
+        format!("/api/v2/externalcontacts/contacts/{id}/journey/sessions"),
+        &q,
+        async move |page| Ok(store.contact_sessions(org, contact.id, &page).await?),
+    )
     .await
 }
 
@@ -220,9 +245,13 @@ pub async fn get_customer_sessions(
     let cookie = CookieId::parse(&cookie).map_err(|_| ApiError::not_found("customer"))?;
     let store = state.store.clone();
     let org = auth.org;
-    session_listing(&state, &auth, format!("/api/v2/journey/customers/cookie/{}/sessions", cookie.as_str()), &q, async move |page| {
-        Ok(store.customer_sessions(org, &cookie, &page).await?)
-    })
+    session_listing(
+        &state,
+        &auth,
+        format!("/api/v2/journey/customers/cookie/{}/sessions", cookie.as_str()),
+        &q,
+        async move |page| Ok(store.customer_sessions(org, &cookie, &page).await?),
+    )
     .await
 }
 
@@ -271,7 +300,11 @@ pub fn contact_json(c: &Contact) -> Value {
 }
 
 /// `GET /api/v2/externalcontacts/contacts?q=`: by name, email, phone or cookie id.
-pub async fn search_contacts(auth: Authorized<ContactView>, State(state): State<AppState>, RawQuery(q): RawQuery) -> ApiResult<Json<Value>> {
+pub async fn search_contacts(
+    auth: Authorized<ContactView>,
+    State(state): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<Value>> {
     let q = QueryParams::parse(q);
     let text = q.get("q").unwrap_or("").trim().to_string();
     if text.len() > 256 {
@@ -284,8 +317,25 @@ pub async fn search_contacts(auth: Authorized<ContactView>, State(state): State<
 }
 
 /// `GET /api/v2/externalcontacts/contacts/{contactId}`.
-pub async fn get_contact(auth: Authorized<ContactView>, State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn get_contact(
+    auth: Authorized<ContactView>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let cid = ContactId::parse(&id).ok_or_else(|| ApiError::not_found("contact"))?;
     let c = state.store.get_contact(auth.org, cid).await?.ok_or_else(|| ApiError::not_found("contact"))?;
     Ok(Json(contact_json(&c)))
+}
+
+/// The Journey read API.
+pub fn routes() -> axum::Router<AppState> {
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/api/v2/journey/sessions/{session_id}", get(get_session))
+        .route("/api/v2/journey/sessions/{session_id}/events", get(get_session_events))
+        .route("/api/v2/externalcontacts/contacts/{contact_id}/journey/sessions", get(get_contact_sessions))
+        .route("/api/v2/externalcontacts/contacts", get(search_contacts))
+        .route("/api/v2/externalcontacts/contacts/{contact_id}", get(get_contact))
+        .route("/api/v2/journey/customers/{id_type}/{customer_id}/sessions", get(get_customer_sessions))
+        .layer(axum::extract::DefaultBodyLimit::max(256 * 1024))
 }

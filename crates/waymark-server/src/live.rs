@@ -44,7 +44,8 @@ impl LiveMessage {
     /// Whether the message concerns a watched contact or customer cookie.
     pub fn concerns(&self, contact: Option<ContactId>, cookie: Option<&str>) -> bool {
         let r = self.record();
-        (contact.is_some() && r.contact_id == contact) || (cookie.is_some() && r.session.customer_id.as_deref() == cookie)
+        (contact.is_some() && r.contact_id == contact)
+            || (cookie.is_some() && r.session.customer_id.as_deref() == cookie)
     }
 }
 
@@ -77,7 +78,12 @@ impl Drop for OwnedSlot {
 
 impl LiveHub {
     pub fn new(max_connections: usize) -> Self {
-        LiveHub { orgs: RwLock::new(HashMap::new()), seq: AtomicU64::new(1), connections: AtomicUsize::new(0), max_connections }
+        LiveHub {
+            orgs: RwLock::new(HashMap::new()),
+            seq: AtomicU64::new(1),
+            connections: AtomicUsize::new(0),
+            max_connections,
+        }
     }
 
     fn channel(&self, org: OrgId) -> Arc<OrgChannel> {
@@ -87,7 +93,12 @@ impl LiveHub {
         self.orgs
             .write()
             .entry(org)
-            .or_insert_with(|| Arc::new(OrgChannel { tx: broadcast::channel(4096).0, replay: Mutex::new(VecDeque::with_capacity(REPLAY)) }))
+            .or_insert_with(|| {
+                Arc::new(OrgChannel {
+                    tx: broadcast::channel(4096).0,
+                    replay: Mutex::new(VecDeque::with_capacity(REPLAY)),
+                })
+            })
             .clone()
     }
 
@@ -109,13 +120,18 @@ impl LiveHub {
 
     /// Subscribe to an organisation; returns messages after `last_seen` still in the replay ring, and whether
     /// `last_seen` was too old to replay completely.
-    pub fn subscribe(&self, org: OrgId, last_seen: Option<u64>) -> (broadcast::Receiver<Arc<LiveMessage>>, Vec<Arc<LiveMessage>>, bool) {
+    pub fn subscribe(
+        &self,
+        org: OrgId,
+        last_seen: Option<u64>,
+    ) -> (broadcast::Receiver<Arc<LiveMessage>>, Vec<Arc<LiveMessage>>, bool) {
         let ch = self.channel(org);
         let replay = ch.replay.lock();
         let rx = ch.tx.subscribe();
         let Some(last) = last_seen else { return (rx, Vec::new(), false) };
         let oldest = replay.front().map(|m| m.seq);
-        let gap = oldest.is_some_and(|o| o > last + 1) || (oldest.is_none() && last + 1 < self.seq.load(Ordering::Relaxed));
+        let gap =
+            oldest.is_some_and(|o| o > last + 1) || (oldest.is_none() && last + 1 < self.seq.load(Ordering::Relaxed));
         let missed = replay.iter().filter(|m| m.seq > last).cloned().collect();
         (rx, missed, gap)
     }

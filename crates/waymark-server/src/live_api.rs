@@ -49,7 +49,8 @@ pub async fn live(
         None => None,
     };
     let slot = state.hub.try_connect().ok_or_else(|| {
-        ApiError::new(ErrorCode::TooManyConnections, "this server has too many live connections; retry shortly").with_retry_after(5)
+        ApiError::new(ErrorCode::TooManyConnections, "this server has too many live connections; retry shortly")
+            .with_retry_after(5)
     })?;
     let last_seen = headers
         .get("last-event-id")
@@ -62,7 +63,11 @@ pub async fn live(
     let cookie_s = cookie.map(|c| c.as_str().to_string());
 
     let mut pending = std::collections::VecDeque::new();
-    pending.push_back(SseEvent::default().event("hello").data(json!({"serverTime": now, "resumed": last_seen.is_some() && !gap}).to_string()));
+    pending.push_back(
+        SseEvent::default()
+            .event("hello")
+            .data(json!({"serverTime": now, "resumed": last_seen.is_some() && !gap}).to_string()),
+    );
     if gap {
         pending.push_back(SseEvent::default().event("resync").data("{}"));
     }
@@ -117,13 +122,23 @@ fn render(caller: &crate::auth::Caller, m: &Arc<LiveMessage>) -> Option<SseEvent
                 return None;
             }
             let e = event_view(caller, event, &record.session);
-            Some(SseEvent::default().id(id).event("event").data(json!({"sessionId": record.session.id, "event": e}).to_string()))
+            Some(
+                SseEvent::default()
+                    .id(id)
+                    .event("event")
+                    .data(json!({"sessionId": record.session.id, "event": e}).to_string()),
+            )
         }
         LiveChange::Scores { record, scores } => {
             if !caller.can(Permission::JourneyOutcomeScoresView) {
                 return None;
             }
-            Some(SseEvent::default().id(id).event("scores").data(json!({"sessionId": record.session.id, "scores": &**scores}).to_string()))
+            Some(
+                SseEvent::default()
+                    .id(id)
+                    .event("scores")
+                    .data(json!({"sessionId": record.session.id, "scores": &**scores}).to_string()),
+            )
         }
     }
 }
@@ -135,4 +150,9 @@ struct StreamState {
     contact: Option<ContactId>,
     cookie: Option<String>,
     _slot: crate::live::OwnedSlot,
+}
+
+/// The live push stream.
+pub fn routes() -> axum::Router<AppState> {
+    axum::Router::new().route("/api/v2/journey/live", axum::routing::get(live))
 }

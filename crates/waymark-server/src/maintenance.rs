@@ -21,7 +21,12 @@ pub async fn run_once(state: &AppState) {
     let cutoff = now.minus_secs(state.config.retention_days * 86_400);
     match state.store.purge_before(cutoff).await {
         Ok(r) if r.events + r.sessions + r.customers > 0 => {
-            tracing::info!(events = r.events, sessions = r.sessions, customers = r.customers, "purged data past retention")
+            tracing::info!(
+                events = r.events,
+                sessions = r.sessions,
+                customers = r.customers,
+                "purged data past retention"
+            )
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "retention purge failed"),

@@ -15,7 +15,9 @@ pub async fn publish_results(state: &AppState, org: OrgId, results: &[ItemResult
                     state.hub.publish(org, LiveChange::Session(Arc::new(closed.clone())));
                 }
                 let record = Arc::new(stored.session.clone());
-                state.hub.publish(org, LiveChange::Event { record: record.clone(), event: Arc::new(stored.event.clone()) });
+                state
+                    .hub
+                    .publish(org, LiveChange::Event { record: record.clone(), event: Arc::new(stored.event.clone()) });
                 for d in &stored.derived {
                     state.hub.publish(org, LiveChange::Event { record: record.clone(), event: Arc::new(d.clone()) });
                 }

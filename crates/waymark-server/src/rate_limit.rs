@@ -28,7 +28,9 @@ impl RateLimiters {
     pub fn new(c: &RateLimits) -> Self {
         RateLimiters {
             per_ip: RateLimiter::keyed(Quota::per_second(nz(c.per_ip_per_sec)).allow_burst(nz(c.per_ip_burst))),
-            per_deployment: RateLimiter::keyed(Quota::per_second(nz(c.per_deployment_per_sec)).allow_burst(nz(c.per_deployment_burst))),
+            per_deployment: RateLimiter::keyed(
+                Quota::per_second(nz(c.per_deployment_per_sec)).allow_burst(nz(c.per_deployment_burst)),
+            ),
             login: RateLimiter::keyed(Quota::per_minute(nz(c.login_per_minute))),
             clock: DefaultClock::default(),
         }
@@ -41,8 +43,11 @@ impl RateLimiters {
                 let wait = not_until.wait_time_from(self.clock.now());
                 let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 metrics::counter!("waymark_rate_limited_total", "limit" => what.to_string()).increment(1);
-                Err(ApiError::new(ErrorCode::RateLimited, format!("too many requests ({what}); slow down and retry after {secs} s"))
-                    .with_retry_after(secs.max(1)))
+                Err(ApiError::new(
+                    ErrorCode::RateLimited,
+                    format!("too many requests ({what}); slow down and retry after {secs} s"),
+                )
+                .with_retry_after(secs.max(1)))
             }
         }
     }

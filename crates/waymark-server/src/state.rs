@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use waymark_domain::deployment::Deployment;
 use waymark_domain::ids::{DeploymentId, OrgId};
+use waymark_domain::journey::SessionRules;
 use waymark_enrich::{Enricher, TrustedProxies};
 use waymark_store::{JourneyConfig, RecordKind, Store, StoreResult};
-use waymark_domain::journey::SessionRules;
 
 /// Cheap to clone: everything is behind `Arc`s.
 #[derive(Clone)]
@@ -90,7 +90,9 @@ impl AppState {
         {
             return Ok(c);
         }
-        let config = Arc::new(JourneyConfig { session: SessionRules { inactivity_timeout_secs: self.config.session_timeout_secs } });
+        let config = Arc::new(JourneyConfig {
+            session: SessionRules { inactivity_timeout_secs: self.config.session_timeout_secs },
+        });
         self.journey_configs.lock().insert(org, (config.clone(), Instant::now()));
         Ok(config)
     }

@@ -7,6 +7,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::publish::publish_results;
 use crate::state::AppState;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -29,24 +30,36 @@ pub(crate) struct TrackingContext {
     pub user_agent: Option<String>,
 }
 
-pub(crate) async fn tracking_context(state: &AppState, raw_id: &str, headers: &HeaderMap, peer: SocketAddr) -> ApiResult<TrackingContext> {
+pub(crate) async fn tracking_context(
+    state: &AppState,
+    raw_id: &str,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> ApiResult<TrackingContext> {
     let id = DeploymentId::parse(raw_id).ok_or_else(|| {
-        ApiError::new(ErrorCode::UnknownDeployment, "unknown deployment id; copy the id from your Waymark deployment settings")
+        ApiError::new(
+            ErrorCode::UnknownDeployment,
+            "unknown deployment id; copy the id from your Waymark deployment settings",
+        )
     })?;
     let xff = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
     let client_ip = waymark_enrich::client_ip(peer.ip(), xff, &state.trusted_proxies);
     state.limiters.tracking(client_ip, id)?;
-    let deployment = state
-        .deployment(id)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::UnknownDeployment, "unknown deployment id; copy the id from your Waymark deployment settings"))?;
+    let deployment = state.deployment(id).await?.ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnknownDeployment,
+            "unknown deployment id; copy the id from your Waymark deployment settings",
+        )
+    })?;
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
     if let Some(o) = &origin
         && !deployment.allows_origin(o)
     {
         return Err(ApiError::new(
             ErrorCode::OriginNotAllowed,
-            format!("origin {o} is not an allowed domain of this deployment; add it to the deployment's allowed domains"),
+            format!(
+                "origin {o} is not an allowed domain of this deployment; add it to the deployment's allowed domains"
+            ),
         ));
     }
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -87,6 +100,18 @@ pub async fn preflight(
     }
 }
 
+/// Map a body-read failure (too large, cut off) to a JSON error.
+pub(crate) fn body_rejection(r: BytesRejection, limit: usize) -> ApiError {
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            ErrorCode::BodyTooLarge,
+            format!("the body is larger than {limit} bytes; send fewer events per request"),
+        )
+    } else {
+        ApiError::new(ErrorCode::MalformedJson, format!("the body could not be read: {r}"))
+    }
+}
+
 /// Parse a request body as JSON, with precise codes for the ways it can be wrong.
 pub(crate) fn parse_json_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
     if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
@@ -96,8 +121,11 @@ pub(crate) fn parse_json_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Va
             return Err(ApiError::new(ErrorCode::UnsupportedMediaType, "send the body as application/json"));
         }
     }
-    let text = std::str::from_utf8(body).map_err(|e| ApiError::new(ErrorCode::InvalidUtf8, format!("the body is not valid UTF-8 (at byte {})", e.valid_up_to())))?;
-    serde_json::from_str(text).map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("the body is not valid JSON: {e}")))
+    let text = std::str::from_utf8(body).map_err(|e| {
+        ApiError::new(ErrorCode::InvalidUtf8, format!("the body is not valid UTF-8 (at byte {})", e.valid_up_to()))
+    })?;
+    serde_json::from_str(text)
+        .map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("the body is not valid JSON: {e}")))
 }
 
 /// `POST /api/v2/journey/deployments/{deploymentId}/webevents`: one `WebEventRequest`, or an array of up to
@@ -108,13 +136,21 @@ pub async fn post_webevents(
     Path(deployment_id): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let ctx = match tracking_context(&state, &deployment_id, &headers, peer).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
     let origin = ctx.origin.clone();
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => {
+            let mut resp = body_rejection(rejection, state.config.limits.max_body_bytes).into_response();
+            cors(&mut resp, origin.as_deref());
+            return resp;
+        }
+    };
     let mut resp = match ingest_webevents(&state, &ctx, &headers, &body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -123,7 +159,12 @@ pub async fn post_webevents(
     resp
 }
 
-async fn ingest_webevents(state: &AppState, ctx: &TrackingContext, headers: &HeaderMap, body: &Bytes) -> ApiResult<Response> {
+async fn ingest_webevents(
+    state: &AppState,
+    ctx: &TrackingContext,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> ApiResult<Response> {
     let value = parse_json_body(headers, body)?;
     let (single, raw_events) = match value {
         Value::Array(items) => (false, items),
@@ -141,7 +182,11 @@ async fn ingest_webevents(state: &AppState, ctx: &TrackingContext, headers: &Hea
     if raw_events.len() > limits.max_events_per_batch {
         return Err(ApiError::new(
             ErrorCode::TooManyEvents,
-            format!("a batch holds at most {} events; this one has {}; split it", limits.max_events_per_batch, raw_events.len()),
+            format!(
+                "a batch holds at most {} events; this one has {}; split it",
+                limits.max_events_per_batch,
+                raw_events.len()
+            ),
         ));
     }
     let now = state.clock.now();
@@ -152,8 +197,15 @@ async fn ingest_webevents(state: &AppState, ctx: &TrackingContext, headers: &Hea
     let mut items = Vec::with_capacity(raw_events.len());
     for raw in raw_events {
         let parsed = serde_json::from_value::<WebEventRequest>(raw)
-            .map_err(|e| Rejection::new(ErrorCode::InvalidField, format!("the event does not have the WebEventRequest shape: {e}")))
-            .and_then(|req| parse_web_event(req, deployment, limits, now, Some(ctx.client_ip), ctx.user_agent.as_deref()))
+            .map_err(|e| {
+                Rejection::new(
+                    ErrorCode::InvalidField,
+                    format!("the event does not have the WebEventRequest shape: {e}"),
+                )
+            })
+            .and_then(|req| {
+                parse_web_event(req, deployment, limits, now, Some(ctx.client_ip), ctx.user_agent.as_deref())
+            })
             .and_then(|ev| {
                 // Without an Origin header (server-to-server, some beacons) the page itself must be on an allowed domain.
                 if ctx.origin.is_none() && !deployment.allows_host(&ev.page.hostname) {
@@ -204,7 +256,9 @@ async fn ingest_webevents(state: &AppState, ctx: &TrackingContext, headers: &Hea
     let mut accepted = 0usize;
     for (index, o) in outcomes.into_iter().enumerate() {
         match o {
-            Some(r) => out.push(json!({"index": index, "status": r.code.http_status(), "error": ApiError::from(r).to_json()})),
+            Some(r) => {
+                out.push(json!({"index": index, "status": r.code.http_status(), "error": ApiError::from(r).to_json()}))
+            }
             None => match results.next() {
                 Some(ItemResult::Web(stored)) => {
                     accepted += 1;
@@ -214,9 +268,9 @@ async fn ingest_webevents(state: &AppState, ctx: &TrackingContext, headers: &Hea
                     accepted += 1;
                     out.push(json!({"index": index, "status": 200, "duplicate": true, "session": session.map(|s| session_summary(&s.session))}));
                 }
-                Some(ItemResult::Rejected(r)) => {
-                    out.push(json!({"index": index, "status": r.code.http_status(), "error": ApiError::from(r).to_json()}))
-                }
+                Some(ItemResult::Rejected(r)) => out.push(
+                    json!({"index": index, "status": r.code.http_status(), "error": ApiError::from(r).to_json()}),
+                ),
                 _ => out.push(json!({"index": index, "status": 500})),
             },
         }
@@ -255,7 +309,10 @@ fn web_event_response(stored: &waymark_store::WebStored) -> Value {
         o.insert("session".into(), session_summary(session));
         o.insert("createdDate".into(), json!(stored.event.created_date));
         if let Some(c) = stored.contact_id {
-            o.insert("externalContact".into(), json!({"id": c.to_string(), "selfUri": format!("/api/v2/externalcontacts/contacts/{c}")}));
+            o.insert(
+                "externalContact".into(),
+                json!({"id": c.to_string(), "selfUri": format!("/api/v2/externalcontacts/contacts/{c}")}),
+            );
         }
         if let Some(ext) = &session.external_id {
             o.insert("externalId".into(), json!(ext));
@@ -308,7 +365,17 @@ async fn ping_inner(state: &AppState, ctx: &TrackingContext, cookie: &str, q: &P
     let now = state.clock.now();
     let org = ctx.deployment.org_id;
     let config = state.journey_config(org).await?;
-    let results = state.store.ingest(IngestBatch { org, config, items: vec![IngestItem::Ping { cookie, at: now }] }).await?;
+    let results =
+        state.store.ingest(IngestBatch { org, config, items: vec![IngestItem::Ping { cookie, at: now }] }).await?;
     publish_results(state, org, &results).await;
     Ok(json!({"actions": [], "pollIntervalMilliseconds": state.config.ping_interval_ms}))
+}
+
+/// The public tracking endpoints (no token; deployment and origin checked).
+pub fn routes(body_limit: usize) -> axum::Router<AppState> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/api/v2/journey/deployments/{deployment_id}/webevents", post(post_webevents).options(preflight))
+        .route("/api/v2/journey/deployments/{deployment_id}/customers/{cookie_id}/ping", get(ping).options(preflight))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
 }

@@ -7,13 +7,13 @@
 use crate::types::*;
 use crate::{StoreError, StoreResult};
 use std::collections::HashMap;
+use waymark_domain::Timestamp;
 use waymark_domain::event::Event;
 use waymark_domain::identity::{Identifier, LinkPlan, TraitIdentity, plan_link};
 use waymark_domain::ids::{ContactId, CustomerId, OrgId, SessionId};
 use waymark_domain::journey::{CustomerState, apply_web_event};
 use waymark_domain::session::Session;
 use waymark_domain::web_event::CookieId;
-use waymark_domain::Timestamp;
 
 /// The reads and writes the journey logic needs inside one transaction.
 #[allow(async_fn_in_trait)]
@@ -24,15 +24,41 @@ pub trait JourneyTx {
     async fn client_event_session(&mut self, org: OrgId, client_key: &str) -> StoreResult<Option<SessionId>>;
     async fn load_session(&mut self, org: OrgId, id: SessionId) -> StoreResult<Option<SessionRecord>>;
     async fn identifier_owner(&mut self, org: OrgId, id: &Identifier) -> StoreResult<Option<ContactId>>;
-    async fn create_contact(&mut self, org: OrgId, id: ContactId, at: Timestamp, identity: &TraitIdentity, identifiers: &[Identifier]) -> StoreResult<()>;
+    async fn create_contact(
+        &mut self,
+        org: OrgId,
+        id: ContactId,
+        at: Timestamp,
+        identity: &TraitIdentity,
+        identifiers: &[Identifier],
+    ) -> StoreResult<()>;
     /// Attach identifiers to a contact and fill in names it lacks.
-    async fn update_contact(&mut self, org: OrgId, id: ContactId, at: Timestamp, identity: &TraitIdentity, attach: &[Identifier]) -> StoreResult<()>;
+    async fn update_contact(
+        &mut self,
+        org: OrgId,
+        id: ContactId,
+        at: Timestamp,
+        identity: &TraitIdentity,
+        attach: &[Identifier],
+    ) -> StoreResult<()>;
     /// Fold `merged` contacts into `target`: identifiers, customers and sessions move; the merged are marked.
-    async fn merge_contacts(&mut self, org: OrgId, target: ContactId, merged: &[ContactId], at: Timestamp) -> StoreResult<()>;
+    async fn merge_contacts(
+        &mut self,
+        org: OrgId,
+        target: ContactId,
+        merged: &[ContactId],
+        at: Timestamp,
+    ) -> StoreResult<()>;
     /// Point a customer and all its sessions at a contact.
     async fn link_customer(&mut self, org: OrgId, customer: CustomerId, contact: ContactId) -> StoreResult<()>;
     async fn insert_event(&mut self, org: OrgId, event: &Event, client_key: Option<&str>) -> StoreResult<()>;
-    async fn upsert_session(&mut self, org: OrgId, customer: Option<CustomerId>, contact: Option<ContactId>, session: &Session) -> StoreResult<()>;
+    async fn upsert_session(
+        &mut self,
+        org: OrgId,
+        customer: Option<CustomerId>,
+        contact: Option<ContactId>,
+        session: &Session,
+    ) -> StoreResult<()>;
 }
 
 /// Fresh time-ordered ids.
@@ -43,14 +69,24 @@ pub fn new_uuid(at: Timestamp) -> uuid::Uuid {
 }
 
 /// Apply one item inside the caller's transaction.
-pub async fn apply_item<T: JourneyTx>(tx: &mut T, org: OrgId, config: &JourneyConfig, item: &IngestItem) -> StoreResult<ItemResult> {
+pub async fn apply_item<T: JourneyTx>(
+    tx: &mut T,
+    org: OrgId,
+    config: &JourneyConfig,
+    item: &IngestItem,
+) -> StoreResult<ItemResult> {
     match item {
         IngestItem::Web(web) => apply_web(tx, org, config, web).await,
         IngestItem::Ping { cookie, at } => apply_ping(tx, org, config, cookie, *at).await,
     }
 }
 
-async fn apply_web<T: JourneyTx>(tx: &mut T, org: OrgId, config: &JourneyConfig, item: &WebItem) -> StoreResult<ItemResult> {
+async fn apply_web<T: JourneyTx>(
+    tx: &mut T,
+    org: OrgId,
+    config: &JourneyConfig,
+    item: &WebItem,
+) -> StoreResult<ItemResult> {
     let ev = &item.event;
     let client_key = ev.client_event_id.as_ref().map(|c| format!("{}:{c}", ev.cookie_id.as_str()));
     if let Some(key) = &client_key
@@ -63,7 +99,8 @@ async fn apply_web<T: JourneyTx>(tx: &mut T, org: OrgId, config: &JourneyConfig,
         Some(s) => s,
         None => CustomerState::new(CustomerId(new_uuid(ev.created)), ev.cookie_id.clone(), ev.created),
     };
-    let mut applied = apply_web_event(&mut state, ev, &item.enrichment, &config.session, item.identity.clone(), new_uuid);
+    let mut applied =
+        apply_web_event(&mut state, ev, &item.enrichment, &config.session, item.identity.clone(), new_uuid);
 
     let mut merged = Vec::new();
     if !item.identity.is_empty() {
@@ -80,7 +117,8 @@ async fn apply_web<T: JourneyTx>(tx: &mut T, org: OrgId, config: &JourneyConfig,
     tx.upsert_session(org, Some(state.customer_id), contact, &applied.session).await?;
     tx.save_customer(org, &state).await?;
 
-    let record = |s: Session| SessionRecord { org, customer_id: Some(state.customer_id), contact_id: contact, session: s };
+    let record =
+        |s: Session| SessionRecord { org, customer_id: Some(state.customer_id), contact_id: contact, session: s };
     Ok(ItemResult::Web(Box::new(WebStored {
         customer_id: state.customer_id,
         contact_id: contact,
@@ -139,7 +177,13 @@ async fn link_identity<T: JourneyTx>(
     Ok(merged)
 }
 
-async fn apply_ping<T: JourneyTx>(tx: &mut T, org: OrgId, config: &JourneyConfig, cookie: &CookieId, at: Timestamp) -> StoreResult<ItemResult> {
+async fn apply_ping<T: JourneyTx>(
+    tx: &mut T,
+    org: OrgId,
+    config: &JourneyConfig,
+    cookie: &CookieId,
+    at: Timestamp,
+) -> StoreResult<ItemResult> {
     let Some(mut state) = tx.load_customer(org, cookie).await? else {
         return Ok(ItemResult::Pinged { session: None });
     };
@@ -155,7 +199,12 @@ async fn apply_ping<T: JourneyTx>(tx: &mut T, org: OrgId, config: &JourneyConfig
     tx.upsert_session(org, Some(state.customer_id), state.contact_id, &session).await?;
     tx.save_customer(org, &state).await?;
     Ok(ItemResult::Pinged {
-        session: Some(SessionRecord { org, customer_id: Some(state.customer_id), contact_id: state.contact_id, session }),
+        session: Some(SessionRecord {
+            org,
+            customer_id: Some(state.customer_id),
+            contact_id: state.contact_id,
+            session,
+        }),
     })
 }
 
@@ -193,7 +242,12 @@ pub fn with_contact_ref(mut s: Session, contact: Option<ContactId>) -> Session {
 }
 
 /// Fold identity traits and identifiers into a contact. Returns whether anything changed.
-pub fn merge_identity_into(c: &mut Contact, identity: &TraitIdentity, identifiers: &[Identifier], at: Timestamp) -> bool {
+pub fn merge_identity_into(
+    c: &mut Contact,
+    identity: &TraitIdentity,
+    identifiers: &[Identifier],
+    at: Timestamp,
+) -> bool {
     let before = c.clone();
     if c.first_name.is_none() {
         c.first_name = identity.given_name.clone();
@@ -232,7 +286,11 @@ pub fn absorb_contact(into: &mut Contact, from: &Contact, at: Timestamp) {
     if into.display_name.is_none() {
         into.display_name = from.display_name.clone();
     }
-    for (dst, src) in [(&mut into.emails, &from.emails), (&mut into.phones, &from.phones), (&mut into.messaging_ids, &from.messaging_ids)] {
+    for (dst, src) in [
+        (&mut into.emails, &from.emails),
+        (&mut into.phones, &from.phones),
+        (&mut into.messaging_ids, &from.messaging_ids),
+    ] {
         for v in src {
             if !dst.contains(v) {
                 dst.push(v.clone());

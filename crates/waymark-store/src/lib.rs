@@ -18,10 +18,10 @@ pub use record::{Record, RecordKind};
 pub use types::*;
 
 use async_trait::async_trait;
+use waymark_domain::Timestamp;
 use waymark_domain::event::Event;
 use waymark_domain::ids::{ContactId, OrgId, SessionId};
 use waymark_domain::web_event::CookieId;
-use waymark_domain::Timestamp;
 
 /// What can go wrong in storage. Callers map these to `store_unavailable`/`internal` wire codes.
 #[derive(Debug, thiserror::Error)]
@@ -62,10 +62,20 @@ pub trait Store: Send + Sync + 'static {
     async fn session_events(&self, org: OrgId, session: SessionId, page: &EventPage) -> StoreResult<Vec<Event>>;
 
     /// A contact's sessions (all its customers' web sessions and its conversations), newest first.
-    async fn contact_sessions(&self, org: OrgId, contact: ContactId, page: &SessionPage) -> StoreResult<Vec<SessionRecord>>;
+    async fn contact_sessions(
+        &self,
+        org: OrgId,
+        contact: ContactId,
+        page: &SessionPage,
+    ) -> StoreResult<Vec<SessionRecord>>;
 
     /// A customer's (cookie id's) sessions, newest first.
-    async fn customer_sessions(&self, org: OrgId, cookie: &CookieId, page: &SessionPage) -> StoreResult<Vec<SessionRecord>>;
+    async fn customer_sessions(
+        &self,
+        org: OrgId,
+        cookie: &CookieId,
+        page: &SessionPage,
+    ) -> StoreResult<Vec<SessionRecord>>;
 
     /// A customer by cookie id.
     async fn get_customer(&self, org: OrgId, cookie: &CookieId) -> StoreResult<Option<CustomerRecord>>;

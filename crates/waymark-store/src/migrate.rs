@@ -19,8 +19,5 @@ impl Migration {
     }
 }
 
-pub const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "journey",
-    sql: include_str!("../migrations/sqlite/0001_journey.sql"),
-}];
+pub const SQLITE: &[Migration] =
+    &[Migration { version: 1, name: "journey", sql: include_str!("../migrations/sqlite/0001_journey.sql") }];

@@ -3,8 +3,8 @@
 //! JSON bodies keyed by kind and id with a name index.
 
 use serde::{Deserialize, Serialize};
-use waymark_domain::ids::OrgId;
 use waymark_domain::Timestamp;
+use waymark_domain::ids::OrgId;
 
 /// What a record is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -60,7 +60,14 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn new(kind: RecordKind, org: Option<OrgId>, id: impl Into<String>, name: impl Into<String>, body: serde_json::Value, now: Timestamp) -> Self {
+    pub fn new(
+        kind: RecordKind,
+        org: Option<OrgId>,
+        id: impl Into<String>,
+        name: impl Into<String>,
+        body: serde_json::Value,
+        now: Timestamp,
+    ) -> Self {
         Record { kind, org, id: id.into(), name: name.into(), body, version: 1, updated: now }
     }
 

@@ -36,6 +36,8 @@ pub enum Command {
     Admin(AdminCommand),
     /// Create or upgrade the database schema and exit.
     Migrate(ServeArgs),
+    /// Run Waymark on a temporary embedded store with a demo organisation and live simulated visitors.
+    Demo(crate::demo::DemoArgs),
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -98,6 +100,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             server.run_until_signal().await;
             Ok(())
         }
+        Command::Demo(args) => crate::demo::run(cli.config.as_ref(), args).await,
         Command::Migrate(args) => {
             let s = settings::load(cli.config.as_ref(), &args)?;
             let store = open_store(&s).await?;
@@ -108,7 +111,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             let s = settings::load(cli.config.as_ref(), &b.serve)?;
             let store = open_store(&s).await?;
             let now = Clock::system().now();
-            let req = BootstrapRequest { org_name: b.org, admin_email: b.email, admin_password: b.password, domain: b.domain };
+            let req = BootstrapRequest {
+                org_name: b.org,
+                admin_email: b.email,
+                admin_password: b.password,
+                domain: b.domain,
+            };
             let r = bootstrap(store.as_ref(), &req, now).await.context("bootstrap failed")?;
             if b.json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
@@ -131,7 +139,9 @@ pub async fn open_store(s: &Settings) -> Result<Arc<dyn Store>> {
             "full" => Durability::Full,
             other => bail!("durability must be 'normal' or 'full', not {other:?}"),
         };
-        let store = tokio::task::spawn_blocking(move || SqliteStore::open(cfg)).await?.context("cannot open the embedded store")?;
+        let store = tokio::task::spawn_blocking(move || SqliteStore::open(cfg))
+            .await?
+            .context("cannot open the embedded store")?;
         return Ok(Arc::new(store));
     }
     bail!("unknown store {:?}: use 'sqlite' or a postgres:// URL", s.store)
@@ -139,14 +149,24 @@ pub async fn open_store(s: &Settings) -> Result<Arc<dyn Store>> {
 
 pub fn build_state(s: &Settings, store: Arc<dyn Store>) -> Result<AppState> {
     let ua = match &s.server.ua_regexes {
-        Some(p) => waymark_enrich::UserAgentParser::from_regexes_file(p).with_context(|| format!("cannot load User-Agent rules from {}", p.display()))?,
+        Some(p) => waymark_enrich::UserAgentParser::from_regexes_file(p)
+            .with_context(|| format!("cannot load User-Agent rules from {}", p.display()))?,
         None => waymark_enrich::UserAgentParser::builtin(),
     };
     let geo = match &s.server.geoip_city_db {
-        Some(p) => waymark_enrich::GeoProvider::open(p).with_context(|| format!("cannot open the MaxMind database {}", p.display()))?,
+        Some(p) => waymark_enrich::GeoProvider::open(p)
+            .with_context(|| format!("cannot open the MaxMind database {}", p.display()))?,
         None => waymark_enrich::GeoProvider::none(),
     };
-    let trusted = waymark_enrich::TrustedProxies::parse(&s.server.trusted_proxies).context("invalid trusted_proxies")?;
+    let trusted =
+        waymark_enrich::TrustedProxies::parse(s.server.trusted_proxies.iter()).context("invalid trusted_proxies")?;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok();
-    Ok(AppState::new(store, Arc::new(waymark_enrich::Enricher { ua, geo }), s.server.clone(), Clock::system(), trusted, metrics))
+    Ok(AppState::new(
+        store,
+        Arc::new(waymark_enrich::Enricher::new(ua, geo)),
+        s.server.clone(),
+        Clock::system(),
+        trusted,
+        metrics,
+    ))
 }

@@ -2,6 +2,7 @@
 //! store, and runs the server, the administration commands, the demo or the benchmarks.
 
 mod cli;
+mod demo;
 mod settings;
 
 use anyhow::Result;

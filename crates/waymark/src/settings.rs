@@ -69,7 +69,8 @@ pub fn load(config_file: Option<&PathBuf>, args: &ServeArgs) -> Result<Settings>
 
 pub fn init_logging(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(if cli.verbose { "debug" } else { "info,tower_http=warn" }));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(if cli.verbose { "debug" } else { "info,tower_http=warn" }));
     let json = std::env::var("WAYMARK_LOG_FORMAT").map(|v| v == "json").unwrap_or(false) || cli.log_json;
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {

@@ -23,11 +23,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
+use waymark_domain::Timestamp;
 use waymark_domain::event::Event;
 use waymark_domain::ids::{ContactId, OrgId, SessionId};
 use waymark_domain::journey::CustomerState;
 use waymark_domain::web_event::CookieId;
-use waymark_domain::Timestamp;
 
 /// How durable a commit is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -55,15 +55,24 @@ pub struct SqliteConfig {
 
 impl SqliteConfig {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        SqliteConfig { path: path.into(), durability: Durability::Normal, max_batch_jobs: 512, readers: 4, cache_customers: 200_000 }
+        SqliteConfig {
+            path: path.into(),
+            durability: Durability::Normal,
+            max_batch_jobs: 512,
+            readers: 4,
+            cache_customers: 200_000,
+        }
     }
 }
 
 type CustomerKey = (OrgId, String);
 
+/// A closure run on the writer thread inside its transaction.
+type WriterWork = Box<dyn FnOnce(&Connection, &mut StateCache) -> StoreResult<JobValue> + Send>;
+
 enum WriteJob {
     Ingest { batch: IngestBatch, reply: oneshot::Sender<StoreResult<Vec<ItemResult>>> },
-    Exec { work: Box<dyn FnOnce(&Connection, &mut StateCache) -> StoreResult<JobValue> + Send>, reply: oneshot::Sender<StoreResult<JobValue>> },
+    Exec { work: WriterWork, reply: oneshot::Sender<StoreResult<JobValue>> },
 }
 
 /// What an `Exec` job returns.
@@ -103,16 +112,24 @@ impl ReaderPool {
 
 fn sql_err(e: rusqlite::Error) -> StoreError {
     match &e {
-        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => StoreError::Conflict(e.to_string()),
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+            StoreError::Conflict(e.to_string())
+        }
         rusqlite::Error::SqliteFailure(f, _)
-            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked | rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure | rusqlite::ErrorCode::CannotOpen) =>
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::CannotOpen
+            ) =>
         {
             StoreError::Unavailable(e.to_string())
         }
         _ => StoreError::Internal(e.to_string()),
     }
 }
-
 
 fn open_reader(path: &Path) -> StoreResult<Connection> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
@@ -136,8 +153,15 @@ impl SqliteStore {
         // auto_vacuum must be set before the first table exists.
         conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(sql_err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(sql_err)?;
-        conn.pragma_update(None, "synchronous", match config.durability { Durability::Normal => "NORMAL", Durability::Full => "FULL" })
-            .map_err(sql_err)?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            match config.durability {
+                Durability::Normal => "NORMAL",
+                Durability::Full => "FULL",
+            },
+        )
+        .map_err(sql_err)?;
         conn.pragma_update(None, "foreign_keys", true).map_err(sql_err)?;
         conn.pragma_update(None, "temp_store", "MEMORY").map_err(sql_err)?;
         conn.pragma_update(None, "cache_size", -65536).map_err(sql_err)?;
@@ -159,7 +183,10 @@ impl SqliteStore {
         Ok(SqliteStore { tx, readers, writer: Mutex::new(Some(writer)) })
     }
 
-    async fn exec(&self, work: impl FnOnce(&Connection, &mut StateCache) -> StoreResult<JobValue> + Send + 'static) -> StoreResult<JobValue> {
+    async fn exec(
+        &self,
+        work: impl FnOnce(&Connection, &mut StateCache) -> StoreResult<JobValue> + Send + 'static,
+    ) -> StoreResult<JobValue> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(WriteJob::Exec { work: Box::new(work), reply })
@@ -168,7 +195,10 @@ impl SqliteStore {
         rx.await.map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?
     }
 
-    async fn read<T: Send + 'static>(&self, f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static) -> StoreResult<T> {
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
         let pool = self.readers.clone();
         tokio::task::spawn_blocking(move || pool.with(f))
             .await
@@ -274,7 +304,8 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>, max_jobs: usi
         let started = Instant::now();
         let n = jobs.len();
         run_group(&conn, &mut cache, std::mem::take(&mut jobs));
-        metrics::histogram!("waymark_store_commit_seconds", "backend" => "sqlite").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("waymark_store_commit_seconds", "backend" => "sqlite")
+            .record(started.elapsed().as_secs_f64());
         metrics::histogram!("waymark_store_commit_jobs", "backend" => "sqlite").record(n as f64);
     }
     tracing::debug!("sqlite writer stopped");
@@ -314,7 +345,9 @@ fn run_group(conn: &Connection, cache: &mut StateCache, jobs: Vec<WriteJob>) {
                                 break;
                             }
                             None => {
-                                err = Some(StoreError::Internal("sqlite journey step did not complete synchronously".into()));
+                                err = Some(StoreError::Internal(
+                                    "sqlite journey step did not complete synchronously".into(),
+                                ));
                                 break;
                             }
                         }
@@ -421,12 +454,22 @@ impl Store for SqliteStore {
         self.read(move |c| read::session_events(c, org, session, &page)).await
     }
 
-    async fn contact_sessions(&self, org: OrgId, contact: ContactId, page: &SessionPage) -> StoreResult<Vec<SessionRecord>> {
+    async fn contact_sessions(
+        &self,
+        org: OrgId,
+        contact: ContactId,
+        page: &SessionPage,
+    ) -> StoreResult<Vec<SessionRecord>> {
         let page = page.clone();
         self.read(move |c| read::contact_sessions(c, org, contact, &page)).await
     }
 
-    async fn customer_sessions(&self, org: OrgId, cookie: &CookieId, page: &SessionPage) -> StoreResult<Vec<SessionRecord>> {
+    async fn customer_sessions(
+        &self,
+        org: OrgId,
+        cookie: &CookieId,
+        page: &SessionPage,
+    ) -> StoreResult<Vec<SessionRecord>> {
         let page = page.clone();
         let cookie = cookie.clone();
         self.read(move |c| read::customer_sessions(c, org, &cookie, &page)).await
@@ -448,7 +491,9 @@ impl Store for SqliteStore {
 
     async fn put_record(&self, record: &Record, expect_version: Option<i64>, unique_name: bool) -> StoreResult<()> {
         let record = record.clone();
-        self.exec(move |c, _| tx::put_record(c, &record, expect_version, unique_name).map(|_| JobValue::Unit)).await.map(|_| ())
+        self.exec(move |c, _| tx::put_record(c, &record, expect_version, unique_name).map(|_| JobValue::Unit))
+            .await
+            .map(|_| ())
     }
 
     async fn get_record(&self, kind: RecordKind, id: &str) -> StoreResult<Option<Record>> {

@@ -6,10 +6,10 @@ use crate::ingest::{decode_event, decode_session, with_contact_ref};
 use crate::types::*;
 use crate::{Record, RecordKind, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, Row, params};
+use waymark_domain::Timestamp;
 use waymark_domain::event::Event;
 use waymark_domain::ids::{ContactId, CustomerId, OrgId, SessionId};
 use waymark_domain::web_event::CookieId;
-use waymark_domain::Timestamp;
 
 fn org_key(org: OrgId) -> String {
     org.to_string()
@@ -20,7 +20,10 @@ fn session_row(org: OrgId, r: &Row<'_>) -> rusqlite::Result<(Option<String>, Opt
     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
 }
 
-fn to_record(org: OrgId, (customer, contact, body): (Option<String>, Option<String>, String)) -> StoreResult<SessionRecord> {
+fn to_record(
+    org: OrgId,
+    (customer, contact, body): (Option<String>, Option<String>, String),
+) -> StoreResult<SessionRecord> {
     let contact_id = contact.as_deref().and_then(ContactId::parse);
     Ok(SessionRecord {
         org,
@@ -31,12 +34,20 @@ fn to_record(org: OrgId, (customer, contact, body): (Option<String>, Option<Stri
 }
 
 pub(crate) fn session(c: &Connection, org: OrgId, id: SessionId) -> StoreResult<Option<SessionRecord>> {
-    let mut stmt = c.prepare_cached("SELECT customer_id, contact_id, body FROM sessions WHERE org_id = ?1 AND id = ?2").map_err(sql_err)?;
-    let row = stmt.query_row(params![org_key(org), id.to_string()], |r| session_row(org, r)).optional().map_err(sql_err)?;
+    let mut stmt = c
+        .prepare_cached("SELECT customer_id, contact_id, body FROM sessions WHERE org_id = ?1 AND id = ?2")
+        .map_err(sql_err)?;
+    let row =
+        stmt.query_row(params![org_key(org), id.to_string()], |r| session_row(org, r)).optional().map_err(sql_err)?;
     row.map(|r| to_record(org, r)).transpose()
 }
 
-pub(crate) fn session_events(c: &Connection, org: OrgId, session: SessionId, page: &EventPage) -> StoreResult<Vec<Event>> {
+pub(crate) fn session_events(
+    c: &Connection,
+    org: OrgId,
+    session: SessionId,
+    page: &EventPage,
+) -> StoreResult<Vec<Event>> {
     let (after_ms, after_id) = match &page.after {
         Some((t, id)) => (t.unix_millis(), id.clone()),
         None => (i64::MIN, String::new()),
@@ -55,7 +66,9 @@ pub(crate) fn session_events(c: &Connection, org: OrgId, session: SessionId, pag
     loop {
         let chunk_limit = if types.is_empty() { limit } else { limit.max(200) };
         let rows: Vec<(String, String)> = stmt
-            .query_map(params![org_key(org), session.to_string(), cursor.0, cursor.1, chunk_limit], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map(params![org_key(org), session.to_string(), cursor.0, cursor.1, chunk_limit], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .map_err(sql_err)?
             .collect::<Result<_, _>>()
             .map_err(sql_err)?;
@@ -76,7 +89,12 @@ pub(crate) fn session_events(c: &Connection, org: OrgId, session: SessionId, pag
     }
 }
 
-pub(crate) fn contact_sessions(c: &Connection, org: OrgId, contact: ContactId, page: &SessionPage) -> StoreResult<Vec<SessionRecord>> {
+pub(crate) fn contact_sessions(
+    c: &Connection,
+    org: OrgId,
+    contact: ContactId,
+    page: &SessionPage,
+) -> StoreResult<Vec<SessionRecord>> {
     let (before_ms, before_id) = before(page);
     let mut stmt = c
         .prepare_cached(
@@ -87,7 +105,14 @@ pub(crate) fn contact_sessions(c: &Connection, org: OrgId, contact: ContactId, p
         .map_err(sql_err)?;
     let rows: Vec<_> = stmt
         .query_map(
-            params![org_key(org), contact.to_string(), before_ms, before_id, page.since.unix_millis(), page.limit.clamp(1, 1000) as i64],
+            params![
+                org_key(org),
+                contact.to_string(),
+                before_ms,
+                before_id,
+                page.since.unix_millis(),
+                page.limit.clamp(1, 1000) as i64
+            ],
             |r| session_row(org, r),
         )
         .map_err(sql_err)?
@@ -96,7 +121,12 @@ pub(crate) fn contact_sessions(c: &Connection, org: OrgId, contact: ContactId, p
     rows.into_iter().map(|r| to_record(org, r)).collect()
 }
 
-pub(crate) fn customer_sessions(c: &Connection, org: OrgId, cookie: &CookieId, page: &SessionPage) -> StoreResult<Vec<SessionRecord>> {
+pub(crate) fn customer_sessions(
+    c: &Connection,
+    org: OrgId,
+    cookie: &CookieId,
+    page: &SessionPage,
+) -> StoreResult<Vec<SessionRecord>> {
     let Some(customer) = customer(c, org, cookie)? else { return Ok(Vec::new()) };
     let (before_ms, before_id) = before(page);
     let mut stmt = c
@@ -108,7 +138,14 @@ pub(crate) fn customer_sessions(c: &Connection, org: OrgId, cookie: &CookieId, p
         .map_err(sql_err)?;
     let rows: Vec<_> = stmt
         .query_map(
-            params![org_key(org), customer.id.to_string(), before_ms, before_id, page.since.unix_millis(), page.limit.clamp(1, 1000) as i64],
+            params![
+                org_key(org),
+                customer.id.to_string(),
+                before_ms,
+                before_id,
+                page.since.unix_millis(),
+                page.limit.clamp(1, 1000) as i64
+            ],
             |r| session_row(org, r),
         )
         .map_err(sql_err)?
@@ -147,7 +184,8 @@ pub(crate) fn customer(c: &Connection, org: OrgId, cookie: &CookieId) -> StoreRe
 /// A contact row exactly as stored (no merge following).
 pub(crate) fn contact_exact(c: &Connection, org: OrgId, id: ContactId) -> StoreResult<Option<Contact>> {
     let mut stmt = c.prepare_cached("SELECT body FROM contacts WHERE org_id = ?1 AND id = ?2").map_err(sql_err)?;
-    let body: Option<String> = stmt.query_row(params![org_key(org), id.to_string()], |r| r.get(0)).optional().map_err(sql_err)?;
+    let body: Option<String> =
+        stmt.query_row(params![org_key(org), id.to_string()], |r| r.get(0)).optional().map_err(sql_err)?;
     body.map(|b| serde_json::from_str(&b).map_err(|e| StoreError::Corrupt(format!("contact {id}: {e}")))).transpose()
 }
 
@@ -156,7 +194,11 @@ pub(crate) fn contact(c: &Connection, org: OrgId, id: ContactId) -> StoreResult<
     let mut current = id;
     for _ in 0..16 {
         let merged: Option<Option<String>> = c
-            .query_row("SELECT merged_into FROM contacts WHERE org_id = ?1 AND id = ?2", params![org_key(org), current.to_string()], |r| r.get(0))
+            .query_row(
+                "SELECT merged_into FROM contacts WHERE org_id = ?1 AND id = ?2",
+                params![org_key(org), current.to_string()],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(sql_err)?;
         match merged {
@@ -243,7 +285,10 @@ fn record_from_row(r: &Row<'_>) -> rusqlite::Result<(String, String, String, Str
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
 }
 
-fn to_rec(kind: RecordKind, (_, id, org, name, body, version, updated): (String, String, String, String, String, i64, i64)) -> StoreResult<Record> {
+fn to_rec(
+    kind: RecordKind,
+    (_, id, org, name, body, version, updated): (String, String, String, String, String, i64, i64),
+) -> StoreResult<Record> {
     Ok(Record {
         kind,
         org: if org.is_empty() { None } else { OrgId::parse(&org) },
@@ -258,14 +303,22 @@ fn to_rec(kind: RecordKind, (_, id, org, name, body, version, updated): (String,
 const RECORD_COLS: &str = "kind, id, org_id, name, body, version, updated_ms";
 
 pub(crate) fn record(c: &Connection, kind: RecordKind, id: &str) -> StoreResult<Option<Record>> {
-    let mut stmt = c.prepare_cached(&format!("SELECT {RECORD_COLS} FROM records WHERE kind = ?1 AND id = ?2")).map_err(sql_err)?;
+    let mut stmt =
+        c.prepare_cached(&format!("SELECT {RECORD_COLS} FROM records WHERE kind = ?1 AND id = ?2")).map_err(sql_err)?;
     let row = stmt.query_row(params![kind.as_str(), id], record_from_row).optional().map_err(sql_err)?;
     row.map(|r| to_rec(kind, r)).transpose()
 }
 
-pub(crate) fn record_by_name(c: &Connection, kind: RecordKind, org: Option<OrgId>, name: &str) -> StoreResult<Option<Record>> {
+pub(crate) fn record_by_name(
+    c: &Connection,
+    kind: RecordKind,
+    org: Option<OrgId>,
+    name: &str,
+) -> StoreResult<Option<Record>> {
     let mut stmt = c
-        .prepare_cached(&format!("SELECT {RECORD_COLS} FROM records WHERE kind = ?1 AND org_id = ?2 AND name_key = ?3 LIMIT 1"))
+        .prepare_cached(&format!(
+            "SELECT {RECORD_COLS} FROM records WHERE kind = ?1 AND org_id = ?2 AND name_key = ?3 LIMIT 1"
+        ))
         .map_err(sql_err)?;
     let row = stmt
         .query_row(params![kind.as_str(), org.map(org_key).unwrap_or_default(), name.to_lowercase()], record_from_row)
@@ -278,20 +331,32 @@ pub(crate) fn records(c: &Connection, kind: RecordKind, org: Option<OrgId>) -> S
     let rows: Vec<_> = match org {
         Some(o) => {
             let mut stmt = c
-                .prepare_cached(&format!("SELECT {RECORD_COLS} FROM records WHERE kind = ?1 AND org_id = ?2 ORDER BY name_key, id"))
+                .prepare_cached(&format!(
+                    "SELECT {RECORD_COLS} FROM records WHERE kind = ?1 AND org_id = ?2 ORDER BY name_key, id"
+                ))
                 .map_err(sql_err)?;
-            stmt.query_map(params![kind.as_str(), org_key(o)], record_from_row).map_err(sql_err)?.collect::<Result<_, _>>().map_err(sql_err)?
+            stmt.query_map(params![kind.as_str(), org_key(o)], record_from_row)
+                .map_err(sql_err)?
+                .collect::<Result<_, _>>()
+                .map_err(sql_err)?
         }
         None => {
-            let mut stmt = c.prepare_cached(&format!("SELECT {RECORD_COLS} FROM records WHERE kind = ?1 ORDER BY name_key, id")).map_err(sql_err)?;
-            stmt.query_map(params![kind.as_str()], record_from_row).map_err(sql_err)?.collect::<Result<_, _>>().map_err(sql_err)?
+            let mut stmt = c
+                .prepare_cached(&format!("SELECT {RECORD_COLS} FROM records WHERE kind = ?1 ORDER BY name_key, id"))
+                .map_err(sql_err)?;
+            stmt.query_map(params![kind.as_str()], record_from_row)
+                .map_err(sql_err)?
+                .collect::<Result<_, _>>()
+                .map_err(sql_err)?
         }
     };
     rows.into_iter().map(|r| to_rec(kind, r)).collect()
 }
 
 pub(crate) fn stats(c: &Connection) -> StoreResult<StoreStats> {
-    let count = |sql: &str| -> StoreResult<u64> { c.query_row(sql, [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(sql_err) };
+    let count = |sql: &str| -> StoreResult<u64> {
+        c.query_row(sql, [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(sql_err)
+    };
     Ok(StoreStats {
         events: count("SELECT COUNT(*) FROM events")?,
         sessions: count("SELECT COUNT(*) FROM sessions")?,

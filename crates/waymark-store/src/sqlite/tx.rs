@@ -1,18 +1,20 @@
 //! Writes of the embedded store, run on the writer thread inside its group transaction.
 
 use super::{StateCache, sql_err};
-use crate::ingest::{JourneyTx, decode_session, decode_state, encode_event, encode_session, encode_state, with_contact_ref};
+use crate::ingest::{
+    JourneyTx, decode_session, decode_state, encode_event, encode_session, encode_state, with_contact_ref,
+};
 use crate::types::*;
 use crate::{Record, RecordKind, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::HashMap;
+use waymark_domain::Timestamp;
 use waymark_domain::event::Event;
 use waymark_domain::identity::{Identifier, TraitIdentity};
 use waymark_domain::ids::{ContactId, CustomerId, OrgId, SessionId};
 use waymark_domain::journey::{CustomerState, SessionRules, expire};
 use waymark_domain::session::Session;
 use waymark_domain::web_event::CookieId;
-use waymark_domain::Timestamp;
 
 pub(crate) struct SqliteTx<'a> {
     pub conn: &'a Connection,
@@ -33,8 +35,12 @@ impl JourneyTx for SqliteTx<'_> {
         if let Some(s) = self.job_states.get(&key).or_else(|| self.written.get(&key)).or_else(|| self.cache.get(&key)) {
             return Ok(Some(s.clone()));
         }
-        let mut stmt = self.conn.prepare_cached("SELECT state FROM customers WHERE org_id = ?1 AND cookie_id = ?2").map_err(sql_err)?;
-        let blob: Option<Vec<u8>> = stmt.query_row(params![org_key(org), cookie.as_str()], |r| r.get(0)).optional().map_err(sql_err)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT state FROM customers WHERE org_id = ?1 AND cookie_id = ?2")
+            .map_err(sql_err)?;
+        let blob: Option<Vec<u8>> =
+            stmt.query_row(params![org_key(org), cookie.as_str()], |r| r.get(0)).optional().map_err(sql_err)?;
         blob.map(|b| decode_state(&b)).transpose()
     }
 
@@ -66,8 +72,12 @@ impl JourneyTx for SqliteTx<'_> {
     }
 
     async fn client_event_session(&mut self, org: OrgId, client_key: &str) -> StoreResult<Option<SessionId>> {
-        let mut stmt = self.conn.prepare_cached("SELECT session_id FROM event_keys WHERE org_id = ?1 AND key = ?2").map_err(sql_err)?;
-        let id: Option<String> = stmt.query_row(params![org_key(org), client_key], |r| r.get(0)).optional().map_err(sql_err)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT session_id FROM event_keys WHERE org_id = ?1 AND key = ?2")
+            .map_err(sql_err)?;
+        let id: Option<String> =
+            stmt.query_row(params![org_key(org), client_key], |r| r.get(0)).optional().map_err(sql_err)?;
         Ok(id.and_then(|s| SessionId::parse(&s)))
     }
 
@@ -80,11 +90,19 @@ impl JourneyTx for SqliteTx<'_> {
             .conn
             .prepare_cached("SELECT contact_id FROM contact_identifiers WHERE org_id = ?1 AND kind = ?2 AND value = ?3")
             .map_err(sql_err)?;
-        let c: Option<String> = stmt.query_row(params![org_key(org), id.kind(), id.value()], |r| r.get(0)).optional().map_err(sql_err)?;
+        let c: Option<String> =
+            stmt.query_row(params![org_key(org), id.kind(), id.value()], |r| r.get(0)).optional().map_err(sql_err)?;
         Ok(c.and_then(|s| ContactId::parse(&s)))
     }
 
-    async fn create_contact(&mut self, org: OrgId, id: ContactId, at: Timestamp, identity: &TraitIdentity, identifiers: &[Identifier]) -> StoreResult<()> {
+    async fn create_contact(
+        &mut self,
+        org: OrgId,
+        id: ContactId,
+        at: Timestamp,
+        identity: &TraitIdentity,
+        identifiers: &[Identifier],
+    ) -> StoreResult<()> {
         let mut contact = Contact {
             id,
             org,
@@ -103,7 +121,14 @@ impl JourneyTx for SqliteTx<'_> {
         insert_identifiers(self.conn, org, id, identifiers)
     }
 
-    async fn update_contact(&mut self, org: OrgId, id: ContactId, at: Timestamp, identity: &TraitIdentity, attach: &[Identifier]) -> StoreResult<()> {
+    async fn update_contact(
+        &mut self,
+        org: OrgId,
+        id: ContactId,
+        at: Timestamp,
+        identity: &TraitIdentity,
+        attach: &[Identifier],
+    ) -> StoreResult<()> {
         let Some(mut contact) = super::read::contact_exact(self.conn, org, id)? else {
             return Err(StoreError::Corrupt(format!("contact {id} is referenced but missing")));
         };
@@ -113,7 +138,13 @@ impl JourneyTx for SqliteTx<'_> {
         insert_identifiers(self.conn, org, id, attach)
     }
 
-    async fn merge_contacts(&mut self, org: OrgId, target: ContactId, merged: &[ContactId], at: Timestamp) -> StoreResult<()> {
+    async fn merge_contacts(
+        &mut self,
+        org: OrgId,
+        target: ContactId,
+        merged: &[ContactId],
+        at: Timestamp,
+    ) -> StoreResult<()> {
         let Some(mut into) = super::read::contact_exact(self.conn, org, target)? else {
             return Err(StoreError::Corrupt(format!("contact {target} is referenced but missing")));
         };
@@ -123,12 +154,25 @@ impl JourneyTx for SqliteTx<'_> {
                 crate::ingest::absorb_contact(&mut into, &from, at);
             }
             let (t, ms) = (target.to_string(), m.to_string());
-            self.conn.execute("UPDATE contact_identifiers SET contact_id = ?1 WHERE org_id = ?2 AND contact_id = ?3", params![t, o, ms]).map_err(sql_err)?;
-            self.conn.execute("UPDATE sessions SET contact_id = ?1 WHERE org_id = ?2 AND contact_id = ?3", params![t, o, ms]).map_err(sql_err)?;
+            self.conn
+                .execute(
+                    "UPDATE contact_identifiers SET contact_id = ?1 WHERE org_id = ?2 AND contact_id = ?3",
+                    params![t, o, ms],
+                )
+                .map_err(sql_err)?;
+            self.conn
+                .execute("UPDATE sessions SET contact_id = ?1 WHERE org_id = ?2 AND contact_id = ?3", params![t, o, ms])
+                .map_err(sql_err)?;
             // Customers hold the contact id in their state too: rewrite those states.
-            let mut stmt = self.conn.prepare("SELECT cookie_id, state FROM customers WHERE org_id = ?1 AND contact_id = ?2").map_err(sql_err)?;
-            let rows: Vec<(String, Vec<u8>)> =
-                stmt.query_map(params![o, ms], |r| Ok((r.get(0)?, r.get(1)?))).map_err(sql_err)?.collect::<Result<_, _>>().map_err(sql_err)?;
+            let mut stmt = self
+                .conn
+                .prepare("SELECT cookie_id, state FROM customers WHERE org_id = ?1 AND contact_id = ?2")
+                .map_err(sql_err)?;
+            let rows: Vec<(String, Vec<u8>)> = stmt
+                .query_map(params![o, ms], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(sql_err)?
+                .collect::<Result<_, _>>()
+                .map_err(sql_err)?;
             for (cookie, blob) in rows {
                 let key = (org, cookie.clone());
                 let mut st = match self.job_states.get(&key).or_else(|| self.written.get(&key)) {
@@ -140,8 +184,12 @@ impl JourneyTx for SqliteTx<'_> {
                 self.save_customer(org, &st).await?;
             }
             // States cached from earlier jobs in this transaction also point at the merged contact.
-            let stale: Vec<(OrgId, String)> =
-                self.written.iter().filter(|(k, s)| k.0 == org && s.contact_id == Some(*m)).map(|(k, _)| k.clone()).collect();
+            let stale: Vec<(OrgId, String)> = self
+                .written
+                .iter()
+                .filter(|(k, s)| k.0 == org && s.contact_id == Some(*m))
+                .map(|(k, _)| k.clone())
+                .collect();
             for key in stale {
                 if let Some(mut st) = self.written.get(&key).cloned() {
                     st.contact_id = Some(target);
@@ -149,7 +197,10 @@ impl JourneyTx for SqliteTx<'_> {
                 }
             }
             self.conn
-                .execute("UPDATE contacts SET merged_into = ?1, updated_ms = ?2 WHERE org_id = ?3 AND id = ?4", params![t, at.unix_millis(), o, ms])
+                .execute(
+                    "UPDATE contacts SET merged_into = ?1, updated_ms = ?2 WHERE org_id = ?3 AND id = ?4",
+                    params![t, at.unix_millis(), o, ms],
+                )
                 .map_err(sql_err)?;
         }
         write_contact(self.conn, &into)
@@ -174,9 +225,18 @@ impl JourneyTx for SqliteTx<'_> {
         let body = encode_event(event)?;
         let o = org_key(org);
         self.conn
-            .prepare_cached("INSERT INTO events (org_id, session_id, created_ms, id, type, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .prepare_cached(
+                "INSERT INTO events (org_id, session_id, created_ms, id, type, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
             .map_err(sql_err)?
-            .execute(params![o, event.session.id, event.created_date.unix_millis(), event.id, event.event_type.as_str(), body])
+            .execute(params![
+                o,
+                event.session.id,
+                event.created_date.unix_millis(),
+                event.id,
+                event.event_type.as_str(),
+                body
+            ])
             .map_err(sql_err)?;
         if let Some(key) = client_key {
             self.conn
@@ -188,7 +248,13 @@ impl JourneyTx for SqliteTx<'_> {
         Ok(())
     }
 
-    async fn upsert_session(&mut self, org: OrgId, customer: Option<CustomerId>, contact: Option<ContactId>, s: &Session) -> StoreResult<()> {
+    async fn upsert_session(
+        &mut self,
+        org: OrgId,
+        customer: Option<CustomerId>,
+        contact: Option<ContactId>,
+        s: &Session,
+    ) -> StoreResult<()> {
         upsert_session_row(self.conn, org, customer, contact, s, None)
     }
 }
@@ -248,7 +314,12 @@ fn insert_identifiers(conn: &Connection, org: OrgId, contact: ContactId, ids: &[
     Ok(())
 }
 
-pub(crate) fn put_record(conn: &Connection, r: &Record, expect_version: Option<i64>, unique_name: bool) -> StoreResult<()> {
+pub(crate) fn put_record(
+    conn: &Connection,
+    r: &Record,
+    expect_version: Option<i64>,
+    unique_name: bool,
+) -> StoreResult<()> {
     let org = r.org.map(org_key).unwrap_or_default();
     let name_key = r.name.to_lowercase();
     if unique_name {
@@ -266,7 +337,11 @@ pub(crate) fn put_record(conn: &Connection, r: &Record, expect_version: Option<i
     }
     if let Some(v) = expect_version {
         let current: Option<i64> = conn
-            .query_row("SELECT version FROM records WHERE kind = ?1 AND id = ?2", params![r.kind.as_str(), r.id], |row| row.get(0))
+            .query_row(
+                "SELECT version FROM records WHERE kind = ?1 AND id = ?2",
+                params![r.kind.as_str(), r.id],
+                |row| row.get(0),
+            )
             .optional()
             .map_err(sql_err)?;
         if current != Some(v) {
@@ -292,7 +367,10 @@ pub(crate) fn put_record(conn: &Connection, r: &Record, expect_version: Option<i
 
 pub(crate) fn delete_record(conn: &Connection, kind: RecordKind, org: Option<OrgId>, id: &str) -> StoreResult<bool> {
     let n = conn
-        .execute("DELETE FROM records WHERE kind = ?1 AND org_id = ?2 AND id = ?3", params![kind.as_str(), org.map(org_key).unwrap_or_default(), id])
+        .execute(
+            "DELETE FROM records WHERE kind = ?1 AND org_id = ?2 AND id = ?3",
+            params![kind.as_str(), org.map(org_key).unwrap_or_default(), id],
+        )
         .map_err(sql_err)?;
     Ok(n > 0)
 }
@@ -308,15 +386,23 @@ pub(crate) fn purge_before(conn: &Connection, cache: &mut StateCache, cutoff: Ti
     Ok(PurgeReport { events: events as u64, sessions: sessions as u64, customers: customers as u64 })
 }
 
-pub(crate) fn close_idle(conn: &Connection, cache: &mut StateCache, idle_before: Timestamp, limit: usize) -> StoreResult<Vec<SessionRecord>> {
+pub(crate) fn close_idle(
+    conn: &Connection,
+    cache: &mut StateCache,
+    idle_before: Timestamp,
+    limit: usize,
+) -> StoreResult<Vec<SessionRecord>> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT org_id, id, customer_id, contact_id, body FROM sessions
              WHERE ended = 0 AND type = 'web' AND last_ms < ?1 ORDER BY last_ms LIMIT ?2",
         )
         .map_err(sql_err)?;
-    let rows: Vec<(String, String, Option<String>, Option<String>, String)> = stmt
-        .query_map(params![idle_before.unix_millis(), limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+    type OpenRow = (String, String, Option<String>, Option<String>, String);
+    let rows: Vec<OpenRow> = stmt
+        .query_map(params![idle_before.unix_millis(), limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
         .map_err(sql_err)?
         .collect::<Result<_, _>>()
         .map_err(sql_err)?;
@@ -331,9 +417,11 @@ pub(crate) fn close_idle(conn: &Connection, cache: &mut StateCache, idle_before:
         upsert_session_row(conn, org, customer_id, contact_id, &session, None)?;
         if let Some(cid) = customer_id {
             let row: Option<(String, Vec<u8>)> = conn
-                .query_row("SELECT cookie_id, state FROM customers WHERE org_id = ?1 AND id = ?2", params![org_s, cid.to_string()], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
+                .query_row(
+                    "SELECT cookie_id, state FROM customers WHERE org_id = ?1 AND id = ?2",
+                    params![org_s, cid.to_string()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .optional()
                 .map_err(sql_err)?;
             if let Some((cookie, blob)) = row {

@@ -1,0 +1,197 @@
+//! Test harness: start a server on port 0 with a temporary store, bootstrap an organisation, and talk to it.
+
+use serde_json::{Value, json};
+use std::sync::Arc;
+use waymark_domain::Timestamp;
+use waymark_domain::ids::{DeploymentId, OrgId, RoleId};
+use waymark_server::accounts::{Role, TokenKind};
+use waymark_server::bootstrap::{BootstrapRequest, bootstrap, create_user, issue_token, put};
+use waymark_server::clock::Clock;
+use waymark_server::{AppState, Server, ServerConfig};
+use waymark_store::sqlite::{SqliteConfig, SqliteStore};
+use waymark_store::{RecordKind, Store};
+
+/// Which store a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+}
+
+/// Generate one `#[tokio::test]` per backend for each listed test function `async fn name(b: Backend)`.
+#[macro_export]
+macro_rules! store_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name($crate::harness::Backend::Sqlite).await }
+            )*
+        }
+    };
+}
+
+pub const ORIGIN: &str = "http://shop.example";
+
+pub struct TestServer {
+    pub base: String,
+    pub server: Option<Server>,
+    pub state: AppState,
+    pub org: OrgId,
+    pub deployment: DeploymentId,
+    /// Admin API token.
+    pub token: String,
+    pub client: reqwest::Client,
+    pub clock: Clock,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> TestServer {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store: Arc<dyn Store> = match backend {
+            Backend::Sqlite => {
+                Arc::new(SqliteStore::open(SqliteConfig::new(dir.path().join("waymark.db"))).expect("open sqlite"))
+            }
+        };
+        let mut config = ServerConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            maintenance_interval_secs: 3600,
+            ..Default::default()
+        };
+        config.rate_limits.per_ip_per_sec = 100_000;
+        config.rate_limits.per_ip_burst = 100_000;
+        tweak(&mut config);
+        let ua = waymark_enrich::UserAgentParser::builtin();
+        let geo = match &config.geoip_city_db {
+            Some(p) => waymark_enrich::GeoProvider::open(p).expect("geo db"),
+            None => waymark_enrich::GeoProvider::none(),
+        };
+        let trusted = waymark_enrich::TrustedProxies::parse(config.trusted_proxies.iter()).expect("proxies");
+        let clock = Clock::system();
+        let now = clock.now();
+        let r = bootstrap(
+            store.as_ref(),
+            &BootstrapRequest {
+                org_name: "Test".into(),
+                admin_email: "admin@test.example".into(),
+                admin_password: Some("s3cret-pass".into()),
+                domain: "shop.example".into(),
+            },
+            now,
+        )
+        .await
+        .expect("bootstrap");
+        let state = AppState::new(
+            store,
+            Arc::new(waymark_enrich::Enricher::new(ua, geo)),
+            config,
+            clock.clone(),
+            trusted,
+            None,
+        );
+        let server = Server::start(state.clone()).await.expect("start server");
+        TestServer {
+            base: format!("http://{}", server.addr),
+            server: Some(server),
+            state,
+            org: r.org_id,
+            deployment: r.deployment_id,
+            token: r.token,
+            client: reqwest::Client::new(),
+            clock,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// A `page_viewed` event for `cookie` on `url`, now.
+    pub fn event(&self, cookie: &str, url: &str) -> Value {
+        json!({
+            "customerCookieId": cookie,
+            "eventName": "page_viewed",
+            "page": {"url": url, "title": "Page"},
+            "createdDate": self.now().to_iso(),
+            "userAgentString": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+        })
+    }
+
+    pub fn webevents_path(&self) -> String {
+        format!("/api/v2/journey/deployments/{}/webevents", self.deployment)
+    }
+
+    /// POST web event(s) from the allowed origin.
+    pub async fn post_events(&self, body: &Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.url(&self.webevents_path()))
+            .header("origin", ORIGIN)
+            .json(body)
+            .send()
+            .await
+            .expect("post");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GET with a token.
+    pub async fn get_as(&self, token: &str, path: &str) -> (u16, Value) {
+        let r = self.client.get(self.url(path)).bearer_auth(token).send().await.expect("get");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.get_as(&self.token, path).await
+    }
+
+    /// A token for a new user holding exactly `permissions` (and, if given, limited to `divisions`).
+    pub async fn token_with(&self, permissions: &[&str], divisions: &[&str]) -> String {
+        let now = self.now();
+        let store = self.state.store.as_ref();
+        let role = Role {
+            id: RoleId::new_v7(now),
+            org: self.org,
+            name: format!("custom-{}", uuid::Uuid::new_v4()),
+            permissions: permissions.iter().map(|s| s.to_string()).collect(),
+            builtin: false,
+        };
+        put(store, RecordKind::Role, Some(self.org), &role.id.to_string(), &role.name, &role, now, true)
+            .await
+            .expect("role");
+        let mut user = create_user(
+            store,
+            self.org,
+            &format!("{}@test.example", uuid::Uuid::new_v4()),
+            "Agent",
+            None,
+            vec![role.id],
+            now,
+        )
+        .await
+        .expect("user");
+        if !divisions.is_empty() {
+            user.division_ids = divisions.iter().map(|s| s.to_string()).collect();
+            put(store, RecordKind::User, None, &user.id.to_string(), &user.email, &user, now, true)
+                .await
+                .expect("user divisions");
+        }
+        issue_token(store, self.org, user.id, TokenKind::Api, None, "test", now).await.expect("token").1
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+}

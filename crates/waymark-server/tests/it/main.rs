@@ -1,0 +1,9 @@
+//! Integration tests: a real server on port 0 with a real store, driven over HTTP.
+//! Every test runs against every store backend (see `store_tests!`).
+
+mod harness;
+
+mod auth;
+mod identity;
+mod live;
+mod tracking;
