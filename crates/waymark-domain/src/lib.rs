@@ -18,6 +18,7 @@ pub mod journey;
 pub mod limits;
 pub mod page;
 pub mod permission;
+pub mod predict;
 pub mod referrer;
 pub mod session;
 pub mod time;
