@@ -20,6 +20,7 @@ pub mod limits;
 pub mod outcome;
 pub mod page;
 pub mod permission;
+pub mod predict;
 pub mod referrer;
 pub mod rules;
 pub mod segment;
