@@ -10,6 +10,7 @@
 //! Invariant: **no I/O**. Nothing here reads a file, a socket or the clock; time is always passed in as a
 //! [`time::Timestamp`]. That keeps every rule deterministic and property-testable.
 
+pub mod conversation;
 pub mod deployment;
 pub mod error_code;
 pub mod event;
