@@ -32,6 +32,8 @@ const S = {
   es: null,
   live: "off",
   pendingSelect: null,
+  outcomeNames: new Map(), // outcome id -> display name (from the outcome catalogue, when readable)
+  segmentInfo: new Map(), // segment id -> {displayName, color}
 };
 
 // ---------- messages, dates, durations ----------
@@ -338,7 +340,7 @@ function showFind() {
       );
     }
   });
-  screen(form, status, results);
+  screen(form, status, results, recentList());
   q.focus();
 }
 
@@ -373,6 +375,71 @@ async function route() {
   return openCustomer({ kind: r.kind === "contacts" ? "contact" : "customer", id: r.id });
 }
 
+/// Names and colours of outcomes and segments, for sessions that carry only their ids. Absent or unreadable
+/// catalogues are fine: the page then shows what the events carry.
+async function loadCatalogues() {
+  const jobs = [];
+  if (can(PERM.outcomes) && !S.outcomeNames.size) {
+    jobs.push(
+      listAll("/api/v2/journey/outcomes?pageSize=200", 1).then((r) => {
+        for (const o of r.entities) if (o.id) S.outcomeNames.set(o.id, o.displayName || o.name || o.id);
+      }),
+    );
+  }
+  if (can(PERM.segments) && !S.segmentInfo.size) {
+    jobs.push(
+      listAll("/api/v2/journey/segments?pageSize=200", 3).then((r) => {
+        for (const g of r.entities) if (g.id) S.segmentInfo.set(g.id, { displayName: g.displayName, color: g.color });
+      }),
+    );
+  }
+  await Promise.all(jobs.map((j) => j.catch(() => {})));
+}
+
+function remember(name) {
+  const tg = S.target;
+  if (!tg) return;
+  let recent = [];
+  try {
+    recent = JSON.parse(localStorage.getItem("waymark.recent") || "[]");
+  } catch {
+    recent = [];
+  }
+  if (!Array.isArray(recent)) recent = [];
+  recent = recent.filter((r) => r && !(r.kind === tg.kind && r.id === tg.id));
+  recent.unshift({ kind: tg.kind, id: tg.id, name: String(name).slice(0, 200) });
+  localStorage.setItem("waymark.recent", JSON.stringify(recent.slice(0, 8)));
+}
+
+function recentList() {
+  let recent = [];
+  try {
+    recent = JSON.parse(localStorage.getItem("waymark.recent") || "[]");
+  } catch {
+    recent = [];
+  }
+  if (!Array.isArray(recent)) return null;
+  const items = recent
+    .filter((r) => r && (r.kind === "contact" || r.kind === "customer") && typeof r.id === "string")
+    .map((r) =>
+      h(
+        "li",
+        {},
+        h(
+          "a",
+          {
+            href: `/agent/${r.kind === "contact" ? "contacts" : "customers"}/${encodeURIComponent(r.id)}`,
+            class: "recent",
+            onclick: navigate,
+          },
+          String(r.name || r.id),
+        ),
+      ),
+    );
+  if (!items.length) return null;
+  return h("section", { id: "recent", class: "results" }, h("h2", {}, t("find.recent")), h("ul", { class: "plain" }, items));
+}
+
 async function openCustomer(target) {
   closeLive();
   S.target = target;
@@ -383,6 +450,7 @@ async function openCustomer(target) {
   S.selected = null;
   screen(h("p", { class: "muted" }, t("view.loading")));
   connectLive();
+  await loadCatalogues();
   await loadSnapshot();
 }
 
@@ -626,6 +694,7 @@ function renderHeader() {
       }
     }
   }
+  remember(name);
   el.replaceChildren();
   append(el, [
     h("h1", { id: "customer-name" }, name),
@@ -637,8 +706,10 @@ function renderHeader() {
 }
 
 function segmentChip(a) {
-  const chip = h("span", { class: "chip" }, h("span", { class: "swatch" }), a.displayName || a.segment.id);
-  if (a.color && /^#[0-9a-fA-F]{3,8}$/.test(a.color)) chip.firstChild.style.backgroundColor = a.color;
+  const known = S.segmentInfo.get(a.segment.id) || {};
+  const color = a.color || known.color;
+  const chip = h("span", { class: "chip", "data-segment-id": a.segment.id }, h("span", { class: "swatch" }), a.displayName || known.displayName || a.segment.id);
+  if (color && /^#[0-9a-fA-F]{3,8}$/.test(color)) chip.firstChild.style.backgroundColor = color;
   return chip;
 }
 
@@ -731,7 +802,9 @@ function mapItem(e) {
   }
   if (e.segmentAssignmentEvent) {
     const a = e.segmentAssignmentEvent;
-    return { kind: "segment", color: a.color, text: t("map.segment", { name: a.displayName || a.segment.id }), at };
+    const known = S.segmentInfo.get(a.segment.id) || {};
+    const name = a.displayName || known.displayName || a.segment.id;
+    return { kind: "segment", color: a.color || known.color, text: t("map.segment", { name }), at };
   }
   if (e.outcomeAchievedEvent) {
     return { kind: "outcome", text: t("map.outcome", { name: e.outcomeAchievedEvent.outcome.displayName }), at };
@@ -824,13 +897,15 @@ function renderOutcomes(s) {
   for (const e of S.events.get(s.id) || []) {
     if (e.outcomeAchievedEvent) achieved.set(e.outcomeAchievedEvent.outcome.id, e.outcomeAchievedEvent.outcome.displayName);
   }
-  for (const a of s.outcomeAchievements || []) if (!achieved.has(a.outcome.id)) achieved.set(a.outcome.id, a.outcome.id);
+  for (const a of s.outcomeAchievements || []) {
+    if (!achieved.has(a.outcome.id)) achieved.set(a.outcome.id, S.outcomeNames.get(a.outcome.id) || a.outcome.id);
+  }
   if (can(PERM.scores)) {
     const scores = scoreEntities(S.scores.get(s.id));
     if (!scores.length) body.push(h("p", { class: "muted", id: "no-scores" }, t("outcomes.noScores")));
     for (const sc of scores) {
       const o = sc.outcome || {};
-      const name = o.displayName || o.name || o.id || "";
+      const name = S.outcomeNames.get(o.id) || o.displayName || o.name || o.id || "";
       const p = Number(sc.probability) || 0;
       const max = Number(sc.sessionMaxProbability ?? p) || 0;
       const fill = h("span", { class: "fill" });

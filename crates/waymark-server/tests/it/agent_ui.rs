@@ -7,10 +7,14 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::FutureExt;
 use serde_json::{Value, json};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use waymark_domain::ids::RoleId;
+use waymark_domain::event::{Event, EventType, SegmentAssignmentEventBody};
+use waymark_domain::ids::{RoleId, SessionId};
+use waymark_domain::wire::EntityRef;
 use waymark_server::accounts::Role;
 use waymark_server::bootstrap::{create_user, put};
+use waymark_server::live::LiveChange;
 use waymark_store::RecordKind;
 
 const ADMIN: (&str, &str) = ("admin@test.example", "s3cret-pass");
@@ -259,7 +263,8 @@ const UA: &str =
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
 
 /// A visitor with two sessions; the newest one has a search, an attribute and a page whose title is markup.
-async fn seed_visitor(t: &TestServer, cookie: &str, email: &str) -> String {
+/// Answers the contact id and the newest session's id.
+async fn seed_visitor(t: &TestServer, cookie: &str, email: &str) -> (String, String) {
     let mut first = t.event(cookie, "https://shop.example/?utm_source=news&utm_campaign=spring");
     first["traits"] = json!({"email": email});
     first["page"]["title"] = json!("Spring sale");
@@ -279,14 +284,51 @@ async fn seed_visitor(t: &TestServer, cookie: &str, email: &str) -> String {
     }
     let (s, a) = t.post_events(&Value::Array(evs)).await;
     assert_eq!((s, a["accepted"].as_i64()), (200, Some(2)), "{a}");
-    contact
+    (contact, a["results"][1]["session"]["id"].as_str().expect("session id").to_string())
+}
+
+/// What the segment engine and the outcome predictor publish to the live hub, for a stored session.
+async fn publish(t: &TestServer, sid: &str, change: impl FnOnce(Arc<waymark_store::SessionRecord>) -> LiveChange) {
+    let id = SessionId::parse(sid).expect("session id");
+    let rec = t.state.store.get_session(t.org, id).await.expect("store").expect("the session");
+    t.state.hub.publish(t.org, change(Arc::new(rec)));
+}
+
+async fn publish_segment(t: &TestServer, sid: &str, name: &str, color: &str) {
+    let now = t.now();
+    publish(t, sid, |record| {
+        let mut e = Event::envelope(
+            uuid::Uuid::now_v7().to_string(),
+            uuid::Uuid::now_v7().to_string(),
+            &record.session,
+            EventType::SegmentAssignment,
+            now,
+        );
+        e.segment_assignment_event = Some(SegmentAssignmentEventBody {
+            segment: EntityRef::new("seg-vip", "/api/v2/journey/segments"),
+            display_name: Some(name.to_string()),
+            color: Some(color.to_string()),
+            scope: Some("customer".into()),
+        });
+        LiveChange::Event { record, event: Arc::new(e) }
+    })
+    .await;
+}
+
+async fn publish_scores(t: &TestServer, sid: &str, probability: f64) {
+    let scores = json!({"outcomeScores": [{
+        "outcome": {"id": "o-buy", "displayName": "Purchase"},
+        "probability": probability, "sessionMaxProbability": 0.9, "quantile": 0.8,
+        "topDrivers": [{"label": "viewed /pricing ×3"}, {"label": "searched 'refund'"}],
+    }]});
+    publish(t, sid, |record| LiveChange::Scores { record, scores: Arc::new(scores) }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn journey_view_in_a_real_browser() {
     let t = TestServer::start(Backend::Sqlite).await;
     let cookie = "ui-cookie-1";
-    let contact = seed_visitor(&t, cookie, "alice@example.com").await;
+    let (contact, newest) = seed_visitor(&t, cookie, "alice@example.com").await;
     Browser::run(async |c: &Client| {
         // Sign in, find the customer by e-mail, open her.
         sign_in(c, &t, ADMIN.0, ADMIN.1).await;
@@ -313,6 +355,27 @@ async fn journey_view_in_a_real_browser() {
         assert!(present(c, "#no-scores").await, "no outcome scores yet: said so, not broken");
         assert!(js(c, "document.querySelector('#device').textContent").await.as_str().unwrap().contains("Chrome"));
 
+        // Live outcome bars (with drivers) and a segment match in its colour, as the predictor and the segment
+        // engine publish them.
+        publish_scores(&t, &newest, 0.42).await;
+        let bar = "document.querySelector('.score[data-outcome-id=\"o-buy\"] .bar')";
+        until(c, &format!("{bar}.getAttribute('aria-valuenow') === '42'"), "an outcome bar at 42 %").await;
+        let row = js(c, "document.querySelector('.score[data-outcome-id=\"o-buy\"]').textContent").await;
+        let row = row.as_str().unwrap();
+        assert!(row.contains("Purchase") && row.contains("viewed /pricing ×3") && row.contains("80"), "{row}");
+        publish_scores(&t, &newest, 0.7).await;
+        until(c, &format!("{bar}.getAttribute('aria-valuenow') === '70'"), "the bar moves live").await;
+        publish_segment(&t, &newest, "VIP <b>", "#ff0000").await;
+        until(c, "document.querySelector('#map-list .map-icon.kind-segment')", "a segment icon on the map").await;
+        assert_eq!(
+            js(c, "getComputedStyle(document.querySelector('.map-icon.kind-segment .glyph svg')).color").await,
+            json!("rgb(255, 0, 0)"),
+            "the segment's colour"
+        );
+        assert_eq!(js(c, "document.querySelector('#segments .chip').textContent").await, json!("VIP <b>"));
+        assert_eq!(js(c, "document.querySelector('#customer-segments .chip').textContent").await, json!("VIP <b>"));
+        until(c, "document.querySelectorAll('#map-list .map-icon').length === 3", "three map icons").await;
+
         // Status: green now; yellow after 45 s; grey after 60 s; green again (and a new map icon) on the next
         // event, without a reload. The test moves the server's clock and lets the page re-read it.
         let sid: String = js(c, "document.querySelector('#session-list .card').dataset.sessionId")
@@ -337,7 +400,7 @@ async fn journey_view_in_a_real_browser() {
         assert_eq!(s, 200, "{a}");
         assert_eq!(a["session"]["id"], json!(sid), "the same session continues");
         until(c, &format!("{status} === 'active'"), "a green dot on the next event").await;
-        until(c, "document.querySelectorAll('#map-list .map-icon').length === 3", "a new map icon").await;
+        until(c, "document.querySelectorAll('#map-list .map-icon').length === 4", "a new map icon").await;
         let latency = sent.elapsed();
         assert!(latency < Duration::from_secs(2), "the page updated {latency:?} after the event");
         assert_eq!(js(c, "window.__sameDocument === true").await, json!(true), "no reload happened");
@@ -457,7 +520,7 @@ const USER_ROLE: &[&str] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permissions_shape_the_page_in_a_real_browser() {
     let t = TestServer::start(Backend::Sqlite).await;
-    let contact = seed_visitor(&t, "ui-cookie-2", "bob@example.com").await;
+    let (contact, newest) = seed_visitor(&t, "ui-cookie-2", "bob@example.com").await;
     user_with(&t, "agent@test.example", USER_ROLE).await;
     let no_segments: Vec<&str> = USER_ROLE.iter().copied().filter(|p| *p != "journey:segment:view").collect();
     user_with(&t, "nosegments@test.example", &no_segments).await;
@@ -474,6 +537,9 @@ async fn permissions_shape_the_page_in_a_real_browser() {
         for id in ["#segments", "#outcomes", "#searches", "#device", "#map"] {
             assert!(present(c, id).await, "the User role sees {id}");
         }
+        publish_segment(&t, &newest, "VIP", "#00aa00").await;
+        until(c, "document.querySelector('#map-list .map-icon.kind-segment')", "the segment icon").await;
+        until(c, "document.querySelector('#customer-segments .chip')", "the segment chip").await;
         sign_out(c).await;
 
         // Without journey:segment:view: no segments section, no segment chips; the rest still works.
@@ -481,6 +547,14 @@ async fn permissions_shape_the_page_in_a_real_browser() {
         until(c, "document.querySelector('#find-q')", "the find page").await;
         c.goto(&link).await.unwrap();
         until(c, "document.querySelectorAll('#map-list .map-icon').length === 2", "the journey").await;
+        until(c, "document.querySelector('#live').dataset.state === 'on'", "the live stream").await;
+        // A segment match, then a page view: the page view arrives, the segment match never does.
+        publish_segment(&t, &newest, "VIP", "#00aa00").await;
+        let (s, a) = t
+            .post_events(&t.event("ui-cookie-2", "https://shop.example/pricing?utm_source=mail&utm_campaign=winter"))
+            .await;
+        assert_eq!(s, 200, "{a}");
+        until(c, "document.querySelectorAll('#map-list .map-icon').length === 3", "the page view").await;
         assert!(!present(c, "#segments").await, "no segments section without journey:segment:view");
         assert!(!present(c, "#customer-segments").await && !present(c, ".map-icon.kind-segment").await);
         for id in ["#outcomes", "#searches", "#device", "#map"] {
