@@ -4,9 +4,11 @@
 //! - [`journey_api`]: the Genesys-compatible Journey read API, behind [`auth::Authorized`] guards.
 //! - [`live_api`] and [`live`]: server push of journey changes to agents.
 //! - [`app`]: routes, middleware and the server lifecycle; [`maintenance`]: the background jobs.
-//! - [`bootstrap`] and [`accounts`]: organisations, users, roles, tokens.
+//! - [`bootstrap`] and [`accounts`]: organisations, users, roles, tokens; [`sign_in`]: OAuth and password
+//!   sign-in; [`admin_api`]: administration; [`openapi`]: the generated API document.
 
 pub mod accounts;
+pub mod admin_api;
 pub mod app;
 pub mod auth;
 pub mod bootstrap;
@@ -17,8 +19,10 @@ pub mod journey_api;
 pub mod live;
 pub mod live_api;
 pub mod maintenance;
+pub mod openapi;
 pub mod publish;
 pub mod rate_limit;
+pub mod sign_in;
 pub mod state;
 pub mod tracking;
 
