@@ -7,4 +7,5 @@ mod auth;
 mod identity;
 mod live;
 mod openapi;
+mod sdk_compat;
 mod tracking;
