@@ -7,4 +7,6 @@ mod agent_ui;
 mod auth;
 mod identity;
 mod live;
+mod openapi;
+mod sdk_compat;
 mod tracking;
