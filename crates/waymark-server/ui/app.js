@@ -470,12 +470,21 @@ async function loadSnapshot() {
   }
   if (S.target !== target) return;
   if (list.status === 404) return screen(h("p", { id: "not-found", class: "notice" }, t("error.notFound")));
-  S.sessions = new Map(list.entities.map((s) => [s.id, s]));
+  // Keep what the live stream delivered while the snapshot loaded, when it is newer than the snapshot.
+  const merged = new Map(list.entities.map((s) => [s.id, s]));
+  for (const [id, s] of S.sessions) if (!merged.has(id) || newer(s, merged.get(id))) merged.set(id, s);
+  S.sessions = merged;
   const want = S.pendingSelect && S.sessions.has(S.pendingSelect) ? S.pendingSelect : S.selected;
   S.pendingSelect = null;
   S.selected = want && S.sessions.has(want) ? want : (ordered()[0] || {}).id || null;
   renderView();
   if (S.selected) await loadDetails(S.selected);
+}
+
+function newer(a, b) {
+  if ((a.eventCount || 0) !== (b.eventCount || 0)) return (a.eventCount || 0) > (b.eventCount || 0);
+  const at = (s) => Math.max(Date.parse(s.lastActivityDate || 0) || 0, Date.parse(s.endedDate || 0) || 0);
+  return at(a) > at(b);
 }
 
 function ordered() {
@@ -529,6 +538,17 @@ const STATE_LABEL = {
   abandoned: () => t("state.abandoned"),
   wrapup: () => t("state.wrapup"),
   ended: () => t("state.ended"),
+};
+
+const DISCONNECT_LABEL = {
+  customer: () => t("disconnect.customer"),
+  client: () => t("disconnect.customer"),
+  endpoint: () => t("disconnect.customer"),
+  agent: () => t("disconnect.agent"),
+  peer: () => t("disconnect.agent"),
+  system: () => t("disconnect.system"),
+  transfer: () => t("disconnect.transfer"),
+  timeout: () => t("disconnect.timeout"),
 };
 
 function label(map, value) {
@@ -675,8 +695,8 @@ function renderHeader() {
     t("customer.unknown", { id: String(S.target.id).slice(0, 8) });
   const ids = [];
   if (c) {
-    for (const e of c.emails || []) ids.push(h("span", { class: "ident" }, e));
-    for (const p of c.phoneNumbers || []) ids.push(h("span", { class: "ident" }, p));
+    for (const e of c.emails || []) if (e !== name) ids.push(h("span", { class: "ident" }, e));
+    for (const p of c.phoneNumbers || []) if (p !== name) ids.push(h("span", { class: "ident" }, p));
     if ((c.cookieIds || []).length) ids.push(h("span", { class: "ident" }, t("customer.cookies", { count: c.cookieIds.length })));
   } else {
     ids.push(h("span", { class: "ident" }, t("customer.cookie", { id: S.target.id })));
@@ -851,7 +871,7 @@ function renderMessageDetails(s) {
     kv(t("message.lastAgent"), s.lastConnectedUser && (s.lastConnectedUser.name || s.lastConnectedUser.id)),
     kv(t("message.wrapup"), d && (d.name || d.code)),
     kv(t("message.duration"), fmtDuration(s.durationInSeconds)),
-    kv(t("message.disconnect"), s.lastUserDisconnectType),
+    kv(t("message.disconnect"), label(DISCONNECT_LABEL, s.lastUserDisconnectType)),
     s.botOnly ? kv(t("message.bot"), t("message.botOnly")) : null,
     s.conversationSubject ? kv(t("message.subject"), s.conversationSubject) : null,
   );

@@ -10,8 +10,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use waymark_domain::event::{Event, EventType, SegmentAssignmentEventBody};
-use waymark_domain::ids::{RoleId, SessionId};
-use waymark_domain::wire::EntityRef;
+use waymark_domain::ids::{ContactId, RoleId, SessionId};
+use waymark_domain::session::{ConversationChannel, Session, SessionType, UserDisposition};
+use waymark_domain::wire::{EntityRef, NamedRef};
 use waymark_server::accounts::Role;
 use waymark_server::bootstrap::{create_user, put};
 use waymark_server::live::LiveChange;
@@ -575,6 +576,96 @@ async fn permissions_shape_the_page_in_a_real_browser() {
         sign_out(c).await;
         sign_in(c, &t, "agent@test.example", "nope").await;
         until(c, "document.querySelector('#signin-error').textContent.includes('Wrong')", "the refusal").await;
+    })
+    .await;
+    t.stop().await;
+}
+
+/// A voice conversation of `contact`, as the conversation ingest publishes it to the live hub.
+fn conversation(t: &TestServer, contact: &str) -> LiveChange {
+    let now = t.now();
+    let mut s = Session::new(uuid::Uuid::now_v7().to_string(), SessionType::Conversation, now.minus_secs(95));
+    s.conversation_channels =
+        vec![ConversationChannel { channel_type: "voice".into(), message_type: None, platform: None }];
+    s.originating_direction = Some("inbound".into());
+    s.conversation_state = Some("endedByCustomer".into());
+    s.last_connected_queue = Some(NamedRef { id: "q-1".into(), name: Some("Billing queue".into()), self_uri: None });
+    s.last_connected_user = Some(NamedRef { id: "u-1".into(), name: Some("Kim Agent".into()), self_uri: None });
+    s.last_user_disposition = Some(UserDisposition {
+        code: "billing".into(),
+        name: Some("Billing question".into()),
+        notes: None,
+        user: None,
+    });
+    s.last_user_disconnect_type = Some("customer".into());
+    s.bot_only = true;
+    s.duration_in_seconds = 95;
+    s.ended_date = Some(now);
+    let contact_id = ContactId::parse(contact).expect("contact id");
+    s.external_contact = Some(EntityRef::new(contact_id, "/api/v2/externalcontacts/contacts"));
+    LiveChange::Session(Arc::new(waymark_store::SessionRecord {
+        org: t.org,
+        customer_id: None,
+        contact_id: Some(contact_id),
+        session: s,
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversation_cards_in_a_real_browser() {
+    let t = TestServer::start(Backend::Sqlite).await;
+    let (contact, _) = seed_visitor(&t, "ui-cookie-3", "carol@example.com").await;
+    let no_wrapup: Vec<&str> = USER_ROLE.iter().copied().filter(|p| *p != "routing:wrapupCode:view").collect();
+    user_with(&t, "nowrapup@test.example", &no_wrapup).await;
+    let link = t.url(&format!("/agent/contacts/{contact}"));
+    Browser::run(async |c: &Client| {
+        sign_in(c, &t, ADMIN.0, ADMIN.1).await;
+        until(c, "document.querySelector('#find-q')", "the find page").await;
+        c.goto(&link).await.unwrap();
+        until(c, "document.querySelector('#live').dataset.state === 'on'", "the live stream").await;
+        until(c, "document.querySelectorAll('#session-list .card').length === 2", "the web sessions").await;
+        t.state.hub.publish(t.org, conversation(&t, &contact));
+        let card = "document.querySelector('#session-list .card[data-type=\"conversation\"]')";
+        until(c, card, "a conversation card, live").await;
+        let text = js(c, &format!("{card}.textContent")).await;
+        let text = text.as_str().unwrap();
+        for want in ["Voice · inbound", "Ended by customer", "Wrap-up: Billing question", "Billing queue", "Kim Agent"]
+        {
+            assert!(text.contains(want), "the card shows {want:?}: {text}");
+        }
+        assert_eq!(js(c, &format!("{card}.querySelector('.status').dataset.status")).await, json!("inactive"));
+        assert!(js(c, &format!("!!{card}.querySelector('.bot')")).await == json!(true), "bot-only marker");
+        assert_eq!(
+            js(c, "[...document.querySelectorAll('#session-list .card')].map(c => c.dataset.type)").await,
+            json!(["web", "web", "conversation"]),
+            "newest first: the conversation started 95 s before the web visits"
+        );
+        c.find(Locator::Css("#session-list .card[data-type=\"conversation\"]")).await.unwrap().click().await.unwrap();
+        until(c, "document.querySelector('#message-details')", "message details").await;
+        let details = js(c, "document.querySelector('#message-details').textContent").await;
+        let details = details.as_str().unwrap();
+        for want in ["Billing queue", "Kim Agent", "Billing question", "1m 35s", "Handled by a bot only", "Customer"] {
+            assert!(details.contains(want), "message details show {want:?}: {details}");
+        }
+        assert!(!present(c, "#segments").await, "conversations have no web sections");
+        screenshot(c, "agent-view-conversation").await;
+        sign_out(c).await;
+
+        // Without routing:wrapupCode:view the wrap-up code is absent; the rest is there.
+        sign_in(c, &t, "nowrapup@test.example", "agent-pass-1").await;
+        until(c, "document.querySelector('#find-q')", "the find page").await;
+        c.goto(&link).await.unwrap();
+        until(c, "document.querySelector('#live').dataset.state === 'on'", "the live stream").await;
+        until(c, "document.querySelectorAll('#session-list .card').length === 2", "the web sessions").await;
+        t.state.hub.publish(t.org, conversation(&t, &contact));
+        until(c, card, "a conversation card, live").await;
+        let text = js(c, &format!("{card}.textContent")).await;
+        let text = text.as_str().unwrap();
+        assert!(text.contains("Kim Agent") && !text.contains("Billing question"), "{text}");
+
+        // An unknown conversation id: said so.
+        c.goto(&t.url(&format!("/agent/conversations/{}", uuid::Uuid::now_v7()))).await.unwrap();
+        until(c, "document.querySelector('#not-found')", "the not-found notice").await;
     })
     .await;
     t.stop().await;
