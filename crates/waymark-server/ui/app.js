@@ -541,11 +541,11 @@ const STATE_LABEL = {
 };
 
 const DISCONNECT_LABEL = {
+  // Genesys `lastUserDisconnectType` is seen from the agent: `Client` = the agent's side, `Peer` = the customer.
   customer: () => t("disconnect.customer"),
-  client: () => t("disconnect.customer"),
-  endpoint: () => t("disconnect.customer"),
+  peer: () => t("disconnect.customer"),
   agent: () => t("disconnect.agent"),
-  peer: () => t("disconnect.agent"),
+  client: () => t("disconnect.agent"),
   system: () => t("disconnect.system"),
   transfer: () => t("disconnect.transfer"),
   timeout: () => t("disconnect.timeout"),

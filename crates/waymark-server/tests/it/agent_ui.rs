@@ -587,7 +587,7 @@ fn conversation(t: &TestServer, contact: &str) -> LiveChange {
     let mut s = Session::new(uuid::Uuid::now_v7().to_string(), SessionType::Conversation, now.minus_secs(95));
     s.conversation_channels =
         vec![ConversationChannel { channel_type: "voice".into(), message_type: None, platform: None }];
-    s.originating_direction = Some("inbound".into());
+    s.originating_direction = Some("Inbound".into());
     s.conversation_state = Some("endedByCustomer".into());
     s.last_connected_queue = Some(NamedRef { id: "q-1".into(), name: Some("Billing queue".into()), self_uri: None });
     s.last_connected_user = Some(NamedRef { id: "u-1".into(), name: Some("Kim Agent".into()), self_uri: None });
@@ -597,7 +597,7 @@ fn conversation(t: &TestServer, contact: &str) -> LiveChange {
         notes: None,
         user: None,
     });
-    s.last_user_disconnect_type = Some("customer".into());
+    s.last_user_disconnect_type = Some("Peer".into());
     s.bot_only = true;
     s.duration_in_seconds = 95;
     s.ended_date = Some(now);
