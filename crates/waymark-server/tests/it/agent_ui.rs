@@ -406,6 +406,35 @@ async fn journey_view_in_a_real_browser() {
         assert!(latency < Duration::from_secs(2), "the page updated {latency:?} after the event");
         assert_eq!(js(c, "window.__sameDocument === true").await, json!(true), "no reload happened");
 
+        // Event posted → drawn in the agent's page, stamped in the page by a MutationObserver (same machine
+        // clock as the test's), 20 times.
+        js(
+            c,
+            "(window.__seen = [], new MutationObserver(() => window.__seen.push([document.querySelectorAll('#map-list \
+             .map-icon').length, Date.now()])).observe(document.querySelector('#details'), {childList: true, subtree: \
+             true}), 1)",
+        )
+        .await;
+        let mut latencies = Vec::new();
+        for i in 0..20 {
+            let want = 5 + i;
+            let sent_ms =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+            let e = t.event(cookie, &format!("https://shop.example/p/{i}?utm_source=mail&utm_campaign=winter"));
+            let (s, a) = t.post_events(&e).await;
+            assert_eq!(s, 200, "{a}");
+            until(c, &format!("window.__seen.some(x => x[0] >= {want})"), "the event in the page").await;
+            let seen = js(c, &format!("window.__seen.find(x => x[0] >= {want})[1]")).await;
+            latencies.push(seen.as_i64().unwrap() - sent_ms);
+        }
+        latencies.sort();
+        let (p50, max) = (latencies[latencies.len() / 2], latencies[latencies.len() - 1]);
+        eprintln!(
+            "event posted -> drawn in the agent's page: p50 {p50} ms, max {max} ms over {} events",
+            latencies.len()
+        );
+        assert!(max < 1000, "the page lagged behind events: {latencies:?}");
+
         // Layouts: what each shows, remembered across a reload; a screenshot of each.
         let layout = async |pct: &str| {
             c.find(Locator::Css(&format!("#layouts button[data-layout=\"{pct}\"]")))
