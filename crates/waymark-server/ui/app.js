@@ -840,18 +840,32 @@ function mapItem(e) {
 function renderMap(s) {
   const evs = (S.events.get(s.id) || []).slice().sort((a, b) => Date.parse(a.createdDate) - Date.parse(b.createdDate));
   const ol = h("ol", { id: "map-list", class: "map" });
+  // Repeated visits of the same page in a row collapse into one icon marked ×N (the times are in its tooltip).
+  const items = [];
   for (const e of evs) {
     const m = mapItem(e);
-    const tip = [m.text, m.url, m.at].filter(Boolean).join("\n");
+    const prev = items[items.length - 1];
+    if (m.kind === "page" && prev && prev.kind === "page" && prev.url === m.url) {
+      prev.times.push(m.at);
+      prev.lastId = e.id;
+    } else {
+      items.push({ ...m, times: [m.at], lastId: e.id });
+    }
+  }
+  for (const m of items) {
+    const n = m.times.length;
+    const text = n > 1 ? t("map.repeated", { text: m.text, count: n }) : m.text;
+    const tip = [text, m.url, m.times.join(", ")].filter(Boolean).join("\n");
     const glyph = icon(m.kind);
     const li = h(
       "li",
-      { class: `map-icon kind-${m.kind}`, "data-kind": m.kind, "data-event-id": e.id, tabindex: "0", title: tip, "aria-label": tip },
-      h("span", { class: "glyph" }, glyph),
+      { class: `map-icon kind-${m.kind}`, "data-kind": m.kind, "data-event-id": m.lastId, tabindex: "0", title: tip, "aria-label": tip },
+      h("span", { class: "glyph" }, glyph, n > 1 ? h("span", { class: "count" }, `×${n}`) : null),
       h("span", { class: "map-label" }, m.text),
       m.url ? h("span", { class: "map-url" }, m.url) : null,
-      h("span", { class: "map-time muted" }, m.at),
+      h("span", { class: "map-time muted" }, m.times[m.times.length - 1]),
     );
+    if (n > 1) li.setAttribute("data-count", String(n));
     if (m.state) li.setAttribute("data-state", m.state);
     if (m.color && /^#[0-9a-fA-F]{3,8}$/.test(m.color)) glyph.style.color = m.color;
     ol.append(li);

@@ -435,6 +435,19 @@ async fn journey_view_in_a_real_browser() {
         );
         assert!(max < 1000, "the page lagged behind events: {latencies:?}");
 
+        // Reloading the same page collapses into one icon marked ×N.
+        let icons = js(c, "document.querySelectorAll('#map-list .map-icon').length").await;
+        for _ in 0..2 {
+            let e = t.event(cookie, "https://shop.example/p/19?utm_source=mail&utm_campaign=winter");
+            assert_eq!(t.post_events(&e).await.0, 200);
+        }
+        until(c, "document.querySelector('#map-list .map-icon:last-child').dataset.count === '3'", "×3").await;
+        assert_eq!(js(c, "document.querySelectorAll('#map-list .map-icon').length").await, icons);
+        assert_eq!(
+            js(c, "document.querySelector('#map-list .map-icon:last-child .count').textContent").await,
+            json!("×3")
+        );
+
         // Layouts: what each shows, remembered across a reload; a screenshot of each.
         let layout = async |pct: &str| {
             c.find(Locator::Css(&format!("#layouts button[data-layout=\"{pct}\"]")))
@@ -581,7 +594,7 @@ async fn permissions_shape_the_page_in_a_real_browser() {
         // A segment match, then a page view: the page view arrives, the segment match never does.
         publish_segment(&t, &newest, "VIP", "#00aa00").await;
         let (s, a) = t
-            .post_events(&t.event("ui-cookie-2", "https://shop.example/pricing?utm_source=mail&utm_campaign=winter"))
+            .post_events(&t.event("ui-cookie-2", "https://shop.example/checkout?utm_source=mail&utm_campaign=winter"))
             .await;
         assert_eq!(s, 200, "{a}");
         until(c, "document.querySelectorAll('#map-list .map-icon').length === 3", "the page view").await;
