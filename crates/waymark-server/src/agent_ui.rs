@@ -161,6 +161,8 @@ async fn conversation(
 pub fn routes() -> axum::Router<AppState> {
     use axum::routing::get;
     axum::Router::new()
+        // The server's root is the agent's front door.
+        .route("/", get(|| async { axum::response::Redirect::to("/agent") }))
         .route("/agent", get(page))
         .route("/agent/", get(page))
         .route("/agent/contacts/{id}", get(page))

@@ -124,6 +124,9 @@ async fn pages_carry_a_strict_content_security_policy(b: Backend) {
     }
     let r = t.client.get(t.url("/agent/api/me")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401);
+    let r = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = r.get(t.url("/")).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["location"].to_str().unwrap()), (303, "/agent"));
     t.stop().await;
 }
 
@@ -462,8 +465,9 @@ async fn journey_view_in_a_real_browser() {
         assert!(displayed(c, "#session-list").await && !displayed(c, "#details").await, "25 %: the compact list only");
         assert!(!displayed(c, "#session-list .line2").await, "25 %: compact cards");
         screenshot(c, "agent-view-25").await;
-        c.find(Locator::Css("#session-list .card")).await.unwrap().click().await.unwrap();
-        until(c, "document.body.classList.contains('detail-open')", "the opened card").await;
+        // Opened from the keyboard: cards are focusable buttons.
+        c.find(Locator::Css("#session-list .card")).await.unwrap().send_keys("\u{E007}").await.unwrap();
+        until(c, "document.body.classList.contains('detail-open')", "the card opened with Enter").await;
         assert!(displayed(c, "#map").await && !displayed(c, "#session-list").await, "25 %: details replace the list");
         assert!(!displayed(c, "#segments").await && !displayed(c, "#device").await);
         screenshot(c, "agent-view-25-details").await;
