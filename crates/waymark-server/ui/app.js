@@ -1154,8 +1154,14 @@ async function boot() {
   document.getElementById("lang").addEventListener("change", async (e) => {
     await setLanguage(e.target.value, true);
     setLayout(document.body.className.match(/layout-(\d+)/)?.[1] || "100", false);
-    if (S.me) route();
-    else showSignIn();
+    setLive(S.live);
+    if (!S.me) return showSignIn();
+    // Redraw in place: the loaded journey and the live stream stay as they are.
+    if (S.target && document.getElementById("view")) {
+      const open = document.body.classList.contains("detail-open");
+      renderView();
+      if (open) document.body.classList.add("detail-open");
+    } else route().catch(onError);
   });
   document.getElementById("signout").addEventListener("click", async () => {
     await api("/api/v2/logout", { method: "POST", allow401: true });

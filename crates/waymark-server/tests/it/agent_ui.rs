@@ -522,6 +522,8 @@ async fn journey_view_in_a_real_browser() {
         let text = js(c, "document.body.innerText").await;
         let text = text.as_str().unwrap();
         assert!(text.contains("활성"), "Korean status label: {text}");
+        assert_eq!(js(c, "document.querySelector('#live').textContent").await, json!("실시간"), "still live");
+        assert_eq!(js(c, "document.documentElement.lang").await, json!("ko"));
         for raw_key in ["status.", "map.", "device.", "sessions."] {
             assert!(!text.contains(raw_key), "an untranslated key {raw_key} leaked: {text}");
         }
