@@ -10,9 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use waymark_domain::event::{Event, EventType, SegmentAssignmentEventBody};
-use waymark_domain::ids::{ContactId, RoleId, SessionId};
-use waymark_domain::session::{ConversationChannel, Session, SessionType, UserDisposition};
-use waymark_domain::wire::{EntityRef, NamedRef};
+use waymark_domain::ids::{RoleId, SessionId};
+use waymark_domain::wire::EntityRef;
 use waymark_server::accounts::Role;
 use waymark_server::bootstrap::{create_user, put};
 use waymark_server::live::LiveChange;
@@ -639,34 +638,48 @@ async fn permissions_shape_the_page_in_a_real_browser() {
     t.stop().await;
 }
 
-/// A voice conversation of `contact`, as the conversation ingest publishes it to the live hub.
-fn conversation(t: &TestServer, contact: &str) -> LiveChange {
-    let now = t.now();
-    let mut s = Session::new(uuid::Uuid::now_v7().to_string(), SessionType::Conversation, now.minus_secs(95));
-    s.conversation_channels =
-        vec![ConversationChannel { channel_type: "voice".into(), message_type: None, platform: None }];
-    s.originating_direction = Some("Inbound".into());
-    s.conversation_state = Some("endedByCustomer".into());
-    s.last_connected_queue = Some(NamedRef { id: "q-1".into(), name: Some("Billing queue".into()), self_uri: None });
-    s.last_connected_user = Some(NamedRef { id: "u-1".into(), name: Some("Kim Agent".into()), self_uri: None });
-    s.last_user_disposition = Some(UserDisposition {
-        code: "billing".into(),
-        name: Some("Billing question".into()),
-        notes: None,
-        user: None,
-    });
-    s.last_user_disconnect_type = Some("Peer".into());
-    s.bot_only = true;
-    s.duration_in_seconds = 95;
-    s.ended_date = Some(now);
-    let contact_id = ContactId::parse(contact).expect("contact id");
-    s.external_contact = Some(EntityRef::new(contact_id, "/api/v2/externalcontacts/contacts"));
-    LiveChange::Session(Arc::new(waymark_store::SessionRecord {
-        org: t.org,
-        customer_id: None,
-        contact_id: Some(contact_id),
-        session: s,
-    }))
+/// Conversations of the visitor with `email`, through the conversation ingestion API: a voice call that was
+/// queued, answered, hung up by the customer and wrapped up, and a bot-only web-messaging chat.
+async fn post_conversations(t: &TestServer, email: &str) {
+    let at = |secs: i64| t.now().minus_secs(secs).to_iso();
+    let conv = uuid::Uuid::now_v7().to_string();
+    let bot = uuid::Uuid::now_v7().to_string();
+    let ev = |id: &str, conv: &str, kind: &str, secs: i64, extra: Value| {
+        let mut v = json!({"id": id, "conversationId": conv, "type": kind, "timestamp": at(secs)});
+        if let (Value::Object(o), Value::Object(e)) = (&mut v, extra) {
+            o.extend(e);
+        }
+        v
+    };
+    let events = json!([
+        ev(
+            "c1",
+            &conv,
+            "started",
+            95,
+            json!({"channel": "voice", "direction": "inbound", "address": {"email": email}})
+        ),
+        ev("c2", &conv, "queued", 90, json!({"queue": {"name": "Billing queue"}})),
+        ev("c3", &conv, "connected", 80, json!({"agent": {"name": "Kim Agent"}, "queue": {"name": "Billing queue"}})),
+        ev("c4", &conv, "disconnected", 5, json!({"disconnectType": "customer"})),
+        ev("c5", &conv, "wrapup", 3, json!({"wrapupCode": {"name": "Billing question"}})),
+        ev("c6", &conv, "ended", 1, json!({})),
+        ev(
+            "b1",
+            &bot,
+            "started",
+            60,
+            json!({"channel": "webMessaging", "direction": "inbound", "address": {"email": email}})
+        ),
+        ev("b2", &bot, "botOnly", 55, json!({})),
+        ev("b3", &bot, "disconnected", 41, json!({"disconnectType": "customer"})),
+        ev("b4", &bot, "ended", 40, json!({})),
+    ]);
+    let r = t.client.post(t.url("/api/v2/journey/conversationevents")).bearer_auth(&t.token).json(&events).send();
+    let r = r.await.expect("post conversations");
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!((status, body["rejected"].as_i64()), (200, Some(0)), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -682,9 +695,10 @@ async fn conversation_cards_in_a_real_browser() {
         c.goto(&link).await.unwrap();
         until(c, "document.querySelector('#live').dataset.state === 'on'", "the live stream").await;
         until(c, "document.querySelectorAll('#session-list .card').length === 2", "the web sessions").await;
-        t.state.hub.publish(t.org, conversation(&t, &contact));
-        let card = "document.querySelector('#session-list .card[data-type=\"conversation\"]')";
-        until(c, card, "a conversation card, live").await;
+        post_conversations(&t, "carol@example.com").await;
+        let card = "document.querySelector('#session-list .card[data-type=\"conversation\"]:last-child')";
+        until(c, "document.querySelectorAll('#session-list .card').length === 4", "two conversation cards, live").await;
+        until(c, &format!("{card}.textContent.includes('Billing question')"), "the wrap-up, live").await;
         let text = js(c, &format!("{card}.textContent")).await;
         let text = text.as_str().unwrap();
         for want in ["Voice · inbound", "Ended by customer", "Wrap-up: Billing question", "Billing queue", "Kim Agent"]
@@ -692,31 +706,44 @@ async fn conversation_cards_in_a_real_browser() {
             assert!(text.contains(want), "the card shows {want:?}: {text}");
         }
         assert_eq!(js(c, &format!("{card}.querySelector('.status').dataset.status")).await, json!("inactive"));
-        assert!(js(c, &format!("!!{card}.querySelector('.bot')")).await == json!(true), "bot-only marker");
+        let bot = "document.querySelectorAll('#session-list .card')[2]";
+        assert_eq!(js(c, &format!("!!{bot}.querySelector('.bot')")).await, json!(true), "bot-only marker");
+        assert_eq!(js(c, &format!("!!{card}.querySelector('.bot')")).await, json!(false));
+        assert!(js(c, &format!("{bot}.textContent")).await.as_str().unwrap().contains("Messaging · inbound"));
         assert_eq!(
             js(c, "[...document.querySelectorAll('#session-list .card')].map(c => c.dataset.type)").await,
-            json!(["web", "web", "conversation"]),
-            "newest first: the conversation started 95 s before the web visits"
+            json!(["web", "web", "conversation", "conversation"]),
+            "newest first: the chat started 60 s and the call 95 s before the web visits"
         );
-        c.find(Locator::Css("#session-list .card[data-type=\"conversation\"]")).await.unwrap().click().await.unwrap();
+        c.find(Locator::Css("#session-list .card[data-type=\"conversation\"]:last-child"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         until(c, "document.querySelector('#message-details')", "message details").await;
         let details = js(c, "document.querySelector('#message-details').textContent").await;
         let details = details.as_str().unwrap();
-        for want in ["Billing queue", "Kim Agent", "Billing question", "1m 35s", "Handled by a bot only", "Customer"] {
+        for want in ["Billing queue", "Kim Agent", "Billing question", "1m 34s", "Ended by customer", "Customer"] {
             assert!(details.contains(want), "message details show {want:?}: {details}");
         }
         assert!(!present(c, "#segments").await, "conversations have no web sections");
         screenshot(c, "agent-view-conversation").await;
+
+        // A desktop opens the view for the interaction at hand: the conversation's card is selected.
+        let sid = js(c, &format!("{card}.dataset.sessionId")).await.as_str().unwrap().to_string();
+        c.goto(&t.url("/agent")).await.unwrap();
+        until(c, "document.querySelector('#find-q')", "the find page").await;
+        c.goto(&t.url(&format!("/agent/conversations/{sid}"))).await.unwrap();
+        until(c, &format!("document.querySelector('.card.selected').dataset.sessionId === '{sid}'"), "the call").await;
+        until(c, "document.querySelector('#message-details')", "its message details").await;
         sign_out(c).await;
 
         // Without routing:wrapupCode:view the wrap-up code is absent; the rest is there.
         sign_in(c, &t, "nowrapup@test.example", "agent-pass-1").await;
         until(c, "document.querySelector('#find-q')", "the find page").await;
         c.goto(&link).await.unwrap();
-        until(c, "document.querySelector('#live').dataset.state === 'on'", "the live stream").await;
-        until(c, "document.querySelectorAll('#session-list .card').length === 2", "the web sessions").await;
-        t.state.hub.publish(t.org, conversation(&t, &contact));
-        until(c, card, "a conversation card, live").await;
+        until(c, "document.querySelectorAll('#session-list .card').length === 4", "the stored sessions").await;
         let text = js(c, &format!("{card}.textContent")).await;
         let text = text.as_str().unwrap();
         assert!(text.contains("Kim Agent") && !text.contains("Billing question"), "{text}");
