@@ -133,8 +133,10 @@ async fn me(auth: Authorized<SignedIn>, State(state): State<AppState>) -> Respon
     resp
 }
 
-/// `GET /agent/api/conversations/{conversationId}`: where a conversation's journey lives (its contact or
-/// customer), so a contact-center desktop can open the view for the interaction at hand.
+/// `GET /agent/api/conversations/{id}`: where a conversation's journey lives (its contact or customer), so a
+/// contact-center desktop can open the view for the interaction at hand. `{id}` is the conversation's Waymark
+/// session id, which conversation ingestion answers for every event; looking up the contact center's own
+/// conversation id needs a store read of the conversations table that the `Store` trait does not offer yet.
 async fn conversation(
     auth: Authorized<ContactSessionView>,
     State(state): State<AppState>,
