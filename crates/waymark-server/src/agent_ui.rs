@@ -133,21 +133,25 @@ async fn me(auth: Authorized<SignedIn>, State(state): State<AppState>) -> Respon
     resp
 }
 
-/// `GET /agent/api/conversations/{id}`: where a conversation's journey lives (its contact or customer), so a
-/// contact-center desktop can open the view for the interaction at hand. `{id}` is the conversation's Waymark
-/// session id, which conversation ingestion answers for every event; looking up the contact center's own
-/// conversation id needs a store read of the conversations table that the `Store` trait does not offer yet.
+/// `GET /agent/api/conversations/{id}`: where a conversation's journey lives (its session and its contact or
+/// customer), so a contact-center desktop can open the view for the interaction at hand. `{id}` is the contact
+/// center's conversation id, or the conversation's Waymark session id.
 async fn conversation(
     auth: Authorized<ContactSessionView>,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let sid = SessionId::parse(&id).ok_or_else(|| ApiError::not_found("conversation"))?;
-    let rec = crate::journey_api::visible_session(&state, &auth, &sid.to_string())
-        .await
-        .map_err(|_| ApiError::not_found("conversation"))?;
+    let not_found = || ApiError::not_found("conversation");
+    if id.is_empty() || id.len() > 256 {
+        return Err(not_found());
+    }
+    let sid = match state.store.conversation_session(auth.org, &id).await? {
+        Some(sid) => sid,
+        None => SessionId::parse(&id).ok_or_else(not_found)?,
+    };
+    let rec = crate::journey_api::visible_session(&state, &auth, &sid.to_string()).await.map_err(|_| not_found())?;
     if rec.session.session_type != SessionType::Conversation {
-        return Err(ApiError::not_found("conversation"));
+        return Err(not_found());
     }
     let mut v = json!({"sessionId": rec.session.id});
     if let Some(c) = rec.contact_id {

@@ -640,7 +640,7 @@ async fn permissions_shape_the_page_in_a_real_browser() {
 
 /// Conversations of the visitor with `email`, through the conversation ingestion API: a voice call that was
 /// queued, answered, hung up by the customer and wrapped up, and a bot-only web-messaging chat.
-async fn post_conversations(t: &TestServer, email: &str) {
+async fn post_conversations(t: &TestServer, email: &str) -> String {
     let at = |secs: i64| t.now().minus_secs(secs).to_iso();
     let conv = uuid::Uuid::now_v7().to_string();
     let bot = uuid::Uuid::now_v7().to_string();
@@ -680,6 +680,7 @@ async fn post_conversations(t: &TestServer, email: &str) {
     let status = r.status().as_u16();
     let body: Value = r.json().await.unwrap_or(Value::Null);
     assert_eq!((status, body["rejected"].as_i64()), (200, Some(0)), "{body}");
+    conv
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -695,7 +696,10 @@ async fn conversation_cards_in_a_real_browser() {
         c.goto(&link).await.unwrap();
         until(c, "document.querySelector('#live').dataset.state === 'on'", "the live stream").await;
         until(c, "document.querySelectorAll('#session-list .card').length === 2", "the web sessions").await;
-        post_conversations(&t, "carol@example.com").await;
+        let conversation_id = post_conversations(&t, "carol@example.com").await;
+        let (s, found) = t.get(&format!("/agent/api/conversations/{conversation_id}")).await;
+        assert_eq!((s, found["contactId"].as_str()), (200, Some(contact.as_str())), "{found}");
+        assert_eq!(t.get("/agent/api/conversations/no-such-conversation").await.0, 404);
         let card = "document.querySelector('#session-list .card[data-type=\"conversation\"]:last-child')";
         until(c, "document.querySelectorAll('#session-list .card').length === 4", "two conversation cards, live").await;
         until(c, &format!("{card}.textContent.includes('Billing question')"), "the wrap-up, live").await;
@@ -737,6 +741,11 @@ async fn conversation_cards_in_a_real_browser() {
         c.goto(&t.url(&format!("/agent/conversations/{sid}"))).await.unwrap();
         until(c, &format!("document.querySelector('.card.selected').dataset.sessionId === '{sid}'"), "the call").await;
         until(c, "document.querySelector('#message-details')", "its message details").await;
+        // …by the contact center's own conversation id too.
+        c.goto(&t.url("/agent")).await.unwrap();
+        until(c, "document.querySelector('#find-q')", "the find page").await;
+        c.goto(&t.url(&format!("/agent/conversations/{conversation_id}"))).await.unwrap();
+        until(c, &format!("document.querySelector('.card.selected').dataset.sessionId === '{sid}'"), "the call").await;
         sign_out(c).await;
 
         // Without routing:wrapupCode:view the wrap-up code is absent; the rest is there.
