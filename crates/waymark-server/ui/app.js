@@ -818,7 +818,7 @@ function mapItem(e) {
     const state = label(OFFER_STATE, a.action.state);
     let text = t("map.offer", { name: a.actionMap.displayName, state });
     if (a.blockedReason) text += " · " + t("map.blocked", { reason: a.blockedReason });
-    return { kind: "offer", state: String(a.action.state || "").toLowerCase(), text, at };
+    return { kind: "offer", state: String(a.action.state || "").toLowerCase(), blocked: !!a.blockedReason, text, at };
   }
   if (e.segmentAssignmentEvent) {
     const a = e.segmentAssignmentEvent;
@@ -867,6 +867,7 @@ function renderMap(s) {
     );
     if (n > 1) li.setAttribute("data-count", String(n));
     if (m.state) li.setAttribute("data-state", m.state);
+    if (m.blocked) li.classList.add("blocked");
     if (m.color && /^#[0-9a-fA-F]{3,8}$/.test(m.color)) glyph.style.color = m.color;
     ol.append(li);
   }
