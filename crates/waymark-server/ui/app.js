@@ -34,6 +34,7 @@ const S = {
   pendingSelect: null,
   outcomeNames: new Map(), // outcome id -> display name (from the outcome catalogue, when readable)
   segmentInfo: new Map(), // segment id -> {displayName, color}
+  customerSegments: [], // a contact's customer-scope segment assignments (when the API offers them)
 };
 
 // ---------- messages, dates, durations ----------
@@ -461,6 +462,11 @@ async function loadSnapshot() {
     const c = await api(`/api/v2/externalcontacts/contacts/${encodeURIComponent(target.id)}`);
     if (c.status === 404) return screen(h("p", { id: "not-found", class: "notice" }, t("error.notFound")));
     if (c.ok) S.contact = c.body;
+    S.customerSegments = [];
+    if (can(PERM.segments)) {
+      const g = await api(`/api/v2/externalcontacts/contacts/${encodeURIComponent(target.id)}/journey/segments`);
+      if (g.ok && g.body && Array.isArray(g.body.entities)) S.customerSegments = g.body.entities.filter((a) => a && a.segment);
+    }
     list = await listAll(
       `/api/v2/externalcontacts/contacts/${encodeURIComponent(target.id)}/journey/sessions?pageSize=200`,
       5,
@@ -704,6 +710,12 @@ function renderHeader() {
   const chips = [];
   if (can(PERM.segments)) {
     const seen = new Set();
+    for (const a of S.customerSegments) {
+      if (!seen.has(a.segment.id)) {
+        seen.add(a.segment.id);
+        chips.push(segmentChip({ segment: a.segment }));
+      }
+    }
     for (const evs of S.events.values()) {
       for (const e of evs) {
         const a = e.segmentAssignmentEvent;
