@@ -91,8 +91,13 @@ async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
 }
 
 async fn asset(State(state): State<AppState>, Path(path): Path<String>) -> Response {
-    // Only files that were embedded exist; there is no file system behind this.
-    let Some(file) = Assets::get(&path).filter(|_| path != "index.html") else {
+    // Only files that were embedded exist. (Debug builds read them from `ui/` on disk, so never let a path
+    // climb out of it.)
+    let safe = !path.is_empty()
+        && !path.starts_with('/')
+        && !path.contains('\\')
+        && path.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..");
+    let Some(file) = Assets::get(&path).filter(|_| safe && path != "index.html") else {
         return ApiError::not_found("asset").into_response();
     };
     let mime = match path.rsplit('.').next() {

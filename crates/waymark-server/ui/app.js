@@ -119,7 +119,10 @@ function h(tag, attrs, ...children) {
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === undefined || v === null || v === false) continue;
     if (k === "class") el.className = v;
-    else if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
+    else if (k.startsWith("on")) {
+      // Handlers only as functions: never an inline handler attribute.
+      if (typeof v === "function") el.addEventListener(k.slice(2), v);
+    }
     else el.setAttribute(k, v === true ? "" : String(v));
   }
   append(el, children);

@@ -118,7 +118,15 @@ async fn pages_carry_a_strict_content_security_policy(b: Backend) {
     }
     let r = t.client.get(t.url("/agent/assets/app.js")).send().await.unwrap();
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
-    for missing in ["/agent/assets/nope.js", "/agent/assets/../Cargo.toml", "/agent/assets/index.html"] {
+    for missing in [
+        "/agent/assets/nope.js",
+        "/agent/assets/../Cargo.toml",
+        "/agent/assets/..%2F..%2FCargo.toml",
+        "/agent/assets/..%2F..%2F..%2FCargo.toml",
+        "/agent/assets/i18n%2F..%2F..%2Fsrc%2Flib.rs",
+        "/agent/assets/%2Fetc%2Fpasswd",
+        "/agent/assets/index.html",
+    ] {
         assert_eq!(t.client.get(t.url(missing)).send().await.unwrap().status().as_u16(), 404, "{missing}");
     }
     let r = t.client.get(t.url("/agent/api/me")).send().await.unwrap();
