@@ -4,6 +4,7 @@
 mod harness;
 
 mod auth;
+mod conversations;
 mod identity;
 mod live;
 mod tracking;
