@@ -6,9 +6,11 @@
 //!   wrap-up codes and users.
 //! - [`live_api`] and [`live`]: server push of journey changes to agents.
 //! - [`app`]: routes, middleware and the server lifecycle; [`maintenance`]: the background jobs.
-//! - [`bootstrap`] and [`accounts`]: organisations, users, roles, tokens.
+//! - [`bootstrap`] and [`accounts`]: organisations, users, roles, tokens; [`login_api`]: browser sign-in.
+//! - [`agent_ui`]: the agent's Customer Journey view (embedded page and assets).
 
 pub mod accounts;
+pub mod agent_ui;
 pub mod app;
 pub mod auth;
 pub mod bootstrap;
@@ -19,6 +21,7 @@ pub mod error;
 pub mod journey_api;
 pub mod live;
 pub mod live_api;
+pub mod login_api;
 pub mod maintenance;
 pub mod publish;
 pub mod rate_limit;
