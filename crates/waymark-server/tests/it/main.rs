@@ -5,6 +5,7 @@ mod harness;
 
 mod agent_ui;
 mod auth;
+mod conversations;
 mod identity;
 mod live;
 mod openapi;
