@@ -3,6 +3,7 @@
 //! - [`tracking`]: public ingestion (web events, pings), keyed by deployment and origin.
 //! - [`journey_api`]: the Genesys-compatible Journey read API, behind [`auth::Authorized`] guards.
 //! - [`live_api`] and [`live`]: server push of journey changes to agents.
+//! - [`rules_api`]: segment and outcome administration (Genesys CRUD).
 //! - [`app`]: routes, middleware and the server lifecycle; [`maintenance`]: the background jobs.
 //! - [`bootstrap`] and [`accounts`]: organisations, users, roles, tokens.
 
@@ -19,6 +20,7 @@ pub mod live_api;
 pub mod maintenance;
 pub mod publish;
 pub mod rate_limit;
+pub mod rules_api;
 pub mod state;
 pub mod tracking;
 
