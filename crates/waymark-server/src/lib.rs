@@ -5,6 +5,7 @@
 //! - [`conversation_api`]: conversation lifecycle ingestion from the contact center; [`routing_api`]: queues,
 //!   wrap-up codes and users.
 //! - [`live_api`] and [`live`]: server push of journey changes to agents.
+//! - [`rules_api`]: segment and outcome administration (Genesys CRUD).
 //! - [`app`]: routes, middleware and the server lifecycle; [`maintenance`]: the background jobs.
 //! - [`bootstrap`] and [`accounts`]: organisations, users, roles, tokens; [`sign_in`]: OAuth and password
 //!   sign-in; [`admin_api`]: administration; [`openapi`]: the generated API document.
@@ -28,6 +29,7 @@ pub mod openapi;
 pub mod publish;
 pub mod rate_limit;
 pub mod routing_api;
+pub mod rules_api;
 pub mod sign_in;
 pub mod state;
 pub mod tracking;

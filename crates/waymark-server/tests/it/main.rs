@@ -10,4 +10,5 @@ mod identity;
 mod live;
 mod openapi;
 mod sdk_compat;
+mod segments;
 mod tracking;
