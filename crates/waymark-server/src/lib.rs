@@ -3,6 +3,7 @@
 //! - [`tracking`]: public ingestion (web events, pings), keyed by deployment and origin.
 //! - [`journey_api`]: the Genesys-compatible Journey read API, behind [`auth::Authorized`] guards.
 //! - [`live_api`] and [`live`]: server push of journey changes to agents.
+//! - [`predictions`] and [`scores_api`]: live outcome predictions, their training and their read API.
 //! - [`app`]: routes, middleware and the server lifecycle; [`maintenance`]: the background jobs.
 //! - [`bootstrap`] and [`accounts`]: organisations, users, roles, tokens.
 
@@ -17,8 +18,10 @@ pub mod journey_api;
 pub mod live;
 pub mod live_api;
 pub mod maintenance;
+pub mod predictions;
 pub mod publish;
 pub mod rate_limit;
+pub mod scores_api;
 pub mod state;
 pub mod tracking;
 
