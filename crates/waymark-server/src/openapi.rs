@@ -4,7 +4,9 @@
 //! result at `/openapi.json` and a small reader page at `/docs`.
 
 use crate::state::AppState;
-use crate::{admin_api, conversation_api, journey_api, live_api, routing_api, rules_api, sign_in, tracking};
+use crate::{
+    admin_api, conversation_api, journey_api, live_api, routing_api, rules_api, scores_api, sign_in, tracking,
+};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
@@ -63,6 +65,7 @@ pub fn api_routes(body_limit: usize) -> OpenApiRouter<AppState> {
         .merge(conversation_api::routes())
         .merge(routing_api::routes())
         .merge(rules_api::routes())
+        .merge(scores_api::routes())
 }
 
 /// The document alone (for tests and `waymark openapi`).

@@ -9,6 +9,7 @@ mod conversations;
 mod identity;
 mod live;
 mod openapi;
+mod scores;
 mod sdk_compat;
 mod segments;
 mod tracking;
