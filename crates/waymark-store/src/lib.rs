@@ -10,6 +10,7 @@
 
 pub mod ingest;
 pub mod migrate;
+pub mod postgres;
 pub mod record;
 pub mod sqlite;
 pub mod types;
@@ -111,4 +112,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts for health and metrics.
     async fn stats(&self) -> StoreResult<StoreStats>;
+
+    /// Journey changes committed by **other nodes** sharing this store, for the live hub. `None` when the
+    /// store has a single node (the embedded store).
+    fn remote_changes(&self) -> Option<tokio::sync::broadcast::Receiver<std::sync::Arc<RemoteChange>>> {
+        None
+    }
 }

@@ -21,3 +21,6 @@ impl Migration {
 
 pub const SQLITE: &[Migration] =
     &[Migration { version: 1, name: "journey", sql: include_str!("../migrations/sqlite/0001_journey.sql") }];
+
+pub const POSTGRES: &[Migration] =
+    &[Migration { version: 1, name: "journey", sql: include_str!("../migrations/postgres/0001_journey.sql") }];

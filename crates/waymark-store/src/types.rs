@@ -154,3 +154,18 @@ pub struct StoreStats {
     pub customers: u64,
     pub contacts: u64,
 }
+
+/// Changes another node committed, read back from the store for the live hub.
+#[derive(Debug, Clone)]
+pub struct RemoteChange {
+    pub org: OrgId,
+    pub items: Vec<RemoteItem>,
+}
+
+#[derive(Debug, Clone)]
+pub enum RemoteItem {
+    /// A session's new state.
+    Session(Box<SessionRecord>),
+    /// A new event on a session.
+    Event { record: Box<SessionRecord>, event: Box<Event> },
+}

@@ -6,4 +6,5 @@ mod harness;
 mod auth;
 mod identity;
 mod live;
+mod nodes;
 mod tracking;
