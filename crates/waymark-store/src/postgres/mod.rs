@@ -514,6 +514,19 @@ impl Store for PgStore {
         read::stats(&self.client().await?).await
     }
 
+    async fn job_lease(&self, job: &str) -> StoreResult<Option<JobLease>> {
+        let client = self.client().await?;
+        let key = format!("waymark-job:{}:{job}", self.shared.schema);
+        let got: bool =
+            client.query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&key]).await.map_err(pg_err)?.get(0);
+        if !got {
+            return Ok(None);
+        }
+        // The lock belongs to this session: take the connection out of the pool and keep it in the lease;
+        // dropping the lease closes it, which releases the lock (also if this node dies).
+        Ok(Some(JobLease::holding(deadpool_postgres::Object::take(client))))
+    }
+
     fn remote_changes(&self) -> Option<broadcast::Receiver<Arc<RemoteChange>>> {
         Some(self.shared.feed.subscribe())
     }

@@ -204,3 +204,27 @@ async fn background_jobs_run_on_one_node_at_a_time() {
     assert!(closed[0].session.ended_date.is_some());
     assert!(store.close_idle_sessions(now().minus_secs(1200), 100).await.unwrap().is_empty(), "closed once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_lease_is_held_by_one_node_until_dropped() {
+    let schema = Schema::fresh();
+    let (a, b) = tokio::join!(schema.open(), schema.open());
+    let lease = a.job_lease("training").await.unwrap();
+    assert!(lease.is_some(), "the first node gets the job");
+    assert!(b.job_lease("training").await.unwrap().is_none(), "the second node does not, while it is held");
+    assert!(b.job_lease("retention").await.unwrap().is_some(), "other jobs are independent");
+    drop(lease);
+    let mut got = None;
+    for _ in 0..50 {
+        got = b.job_lease("training").await.unwrap();
+        if got.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(got.is_some(), "released when the holder drops its lease");
+    // The embedded store has one node: it always grants.
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(SqliteConfig::new(dir.path().join("w.db"))).unwrap();
+    assert!(s.job_lease("training").await.unwrap().is_some());
+}
