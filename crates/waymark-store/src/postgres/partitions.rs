@@ -23,6 +23,10 @@ impl Partitions {
     pub(crate) fn has(&self, day: i64) -> bool {
         self.known.lock().contains(&day)
     }
+
+    pub(crate) fn forget(&self, day: i64) {
+        self.known.lock().remove(&day);
+    }
 }
 
 /// Days since the Unix epoch.

@@ -16,6 +16,7 @@ use crate::types::*;
 use crate::{Record, StoreError, StoreResult};
 use deadpool_postgres::{GenericClient, Transaction};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 use waymark_domain::Timestamp;
 use waymark_domain::event::Event;
@@ -245,13 +246,24 @@ impl<'a> PgTx<'a> {
                 types.push(e.ty);
                 bodies.push(e.body);
             }
-            execute(
-                self.t,
-                "INSERT INTO events (org_id, session_id, created_ms, id, type, body)
-                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[])",
-                &[&orgs, &sessions, &created, &ids, &types, &bodies],
-            )
-            .await?;
+            let st = self
+                .t
+                .prepare_cached(
+                    "INSERT INTO events (org_id, session_id, created_ms, id, type, body)
+                     SELECT * FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[])",
+                )
+                .await
+                .map_err(pg_err)?;
+            if let Err(e) = self.t.execute(&st, &[&orgs, &sessions, &created, &ids, &types, &bodies]).await {
+                if e.code() == Some(&SqlState::CHECK_VIOLATION) {
+                    // A partition this node believed in is gone (dropped by another node): recreate and retry.
+                    for day in created.iter().map(|c| c.div_euclid(86_400_000)) {
+                        self.shared.partitions.forget(day);
+                        self.missing_days.insert(day);
+                    }
+                }
+                return Err(pg_err(e));
+            }
         }
         if !self.pending_keys.is_empty() {
             let rows = std::mem::take(&mut self.pending_keys);

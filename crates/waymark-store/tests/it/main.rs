@@ -228,3 +228,17 @@ async fn a_job_lease_is_held_by_one_node_until_dropped() {
     let s = SqliteStore::open(SqliteConfig::new(dir.path().join("w.db"))).unwrap();
     assert!(s.job_lease("training").await.unwrap().is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_dropped_by_another_node_is_recreated_on_demand() {
+    let schema = Schema::fresh();
+    let (a, b) = tokio::join!(schema.open(), schema.open());
+    let org = OrgId::new_v7(now());
+    let old = now().minus_secs(70 * 86_400);
+    a.ingest(batch(org, vec![web(org, "p-cookie", "/1", old)])).await.unwrap();
+    // Node B's retention drops the day node A has just written to.
+    b.purge_before(now().minus_secs(60 * 86_400)).await.unwrap();
+    let r = a.ingest(batch(org, vec![web(org, "p2-cookie", "/2", old.plus_millis(5))])).await.unwrap();
+    assert!(matches!(r[0], ItemResult::Web(_)), "{r:?}");
+    assert_eq!(a.stats().await.unwrap().events, 1);
+}
