@@ -150,6 +150,7 @@ pub(crate) async fn purge_before(shared: &Shared, cutoff: Timestamp) -> StoreRes
     report.sessions = execute(&t, "DELETE FROM sessions WHERE last_ms < $1", &[&cut]).await?;
     report.customers =
         execute(&t, "DELETE FROM customers WHERE updated_ms < $1 AND state IS NOT NULL", &[&cut]).await?;
+    execute(&t, "DELETE FROM conversations WHERE updated_ms < $1 AND state IS NOT NULL", &[&cut]).await?;
     t.commit().await.map_err(pg_err)?;
     let mut known = shared.partitions.known.lock();
     for d in dropped {

@@ -31,6 +31,8 @@ type Key = (OrgId, String);
 struct SessionRow {
     customer: Option<CustomerId>,
     contact: Option<ContactId>,
+    /// The conversation id of a conversation session (unique per organisation).
+    external_key: Option<String>,
     session: Session,
 }
 
@@ -52,6 +54,10 @@ pub(crate) struct PgTx<'a> {
     reserved: HashSet<Key>,
     /// Customers this group saved.
     saved: HashSet<Key>,
+    /// Conversations of this group: locked and read (`None`: not stored yet), then as written.
+    conversations: HashMap<Key, Option<StoredConversation>>,
+    reserved_conversations: HashSet<Key>,
+    saved_conversations: HashSet<Key>,
     /// Client keys checked or written in this group, with their session.
     keys: HashMap<Key, Option<String>>,
     pending_customers: HashMap<Key, CustomerState>,
@@ -71,6 +77,9 @@ impl<'a> PgTx<'a> {
             reserved: HashSet::new(),
             saved: HashSet::new(),
             keys: HashMap::new(),
+            conversations: HashMap::new(),
+            reserved_conversations: HashSet::new(),
+            saved_conversations: HashSet::new(),
             pending_customers: HashMap::new(),
             pending_sessions: HashMap::new(),
             pending_events: Vec::new(),
@@ -205,6 +214,7 @@ impl<'a> PgTx<'a> {
             );
             let (mut created, mut last, mut ended, mut bodies) =
                 (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+            let mut external = Vec::with_capacity(n);
             for ((org, id), row) in rows {
                 let s = &row.session;
                 orgs.push(org.0);
@@ -216,14 +226,15 @@ impl<'a> PgTx<'a> {
                 last.push(s.last_activity_date.unwrap_or(s.created_date).unix_millis());
                 ended.push(s.ended_date.is_some());
                 bodies.push(encode_session(s)?);
+                external.push(row.external_key);
             }
             execute(
                 self.t,
-                "INSERT INTO sessions (org_id, id, customer_id, contact_id, type, created_ms, last_ms, ended, body)
-                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::text[], $6::int8[], $7::int8[], $8::bool[], $9::text[])
+                "INSERT INTO sessions (org_id, id, customer_id, contact_id, type, created_ms, last_ms, ended, body, external_key)
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::text[], $6::int8[], $7::int8[], $8::bool[], $9::text[], $10::text[])
                  ON CONFLICT (org_id, id) DO UPDATE SET customer_id = excluded.customer_id, contact_id = excluded.contact_id,
                    created_ms = excluded.created_ms, last_ms = excluded.last_ms, ended = excluded.ended, body = excluded.body",
-                &[&orgs, &ids, &customers, &contacts, &types, &created, &last, &ended, &bodies],
+                &[&orgs, &ids, &customers, &contacts, &types, &created, &last, &ended, &bodies, &external],
             )
             .await?;
         }
@@ -302,6 +313,18 @@ impl<'a> PgTx<'a> {
             )
             .await?;
         }
+        let mut unused: BTreeMap<OrgId, Vec<String>> = BTreeMap::new();
+        for key in self.reserved_conversations.difference(&self.saved_conversations) {
+            unused.entry(key.0).or_default().push(key.1.clone());
+        }
+        for (org, ids) in unused {
+            execute(
+                self.t,
+                "DELETE FROM conversations WHERE org_id = $1 AND conversation_id = ANY($2) AND state IS NULL",
+                &[&org.0, &ids],
+            )
+            .await?;
+        }
         let mut notes: BTreeMap<OrgId, Note> = BTreeMap::new();
         for (org, results) in orgs.zip(results) {
             for r in results {
@@ -314,6 +337,10 @@ impl<'a> PgTx<'a> {
                         for e in std::iter::once(&w.event).chain(w.derived.iter()) {
                             note.e.push((e.session.id.clone(), e.created_date.unix_millis(), e.id.clone()));
                         }
+                    }
+                    ItemResult::Conversation(c) => {
+                        let e = &c.event;
+                        note.e.push((e.session.id.clone(), e.created_date.unix_millis(), e.id.clone()));
                     }
                     ItemResult::Pinged { session: Some(s) } => note.s.push(s.session.id.clone()),
                     _ => {}
@@ -534,8 +561,100 @@ impl JourneyTx for PgTx<'_> {
         contact: Option<ContactId>,
         session: &Session,
     ) -> StoreResult<()> {
-        self.pending_sessions
-            .insert((org, session.id.clone()), SessionRow { customer, contact, session: session.clone() });
+        // A conversation session is keyed by its conversation id too (unique per organisation).
+        let external_key = session.conversation.as_ref().map(|c| c.id.clone());
+        self.pending_sessions.insert(
+            (org, session.id.clone()),
+            SessionRow { customer, contact, external_key, session: session.clone() },
+        );
+        Ok(())
+    }
+
+    async fn load_conversation(
+        &mut self,
+        org: OrgId,
+        conversation_id: &str,
+    ) -> StoreResult<Option<StoredConversation>> {
+        let key = (org, conversation_id.to_string());
+        if let Some(c) = self.conversations.get(&key) {
+            return Ok(c.clone());
+        }
+        // Reserve a row if the conversation is new, then lock it: two nodes folding one conversation take turns.
+        let reserved = query(
+            self.t,
+            "INSERT INTO conversations (org_id, conversation_id, updated_ms) VALUES ($1, $2, 0)
+             ON CONFLICT (org_id, conversation_id) DO NOTHING RETURNING conversation_id",
+            &[&org.0, &conversation_id],
+        )
+        .await?;
+        if !reserved.is_empty() {
+            self.reserved_conversations.insert(key.clone());
+        }
+        let row = query_opt(
+            self.t,
+            "SELECT session_id, refused, updated_ms, state FROM conversations
+             WHERE org_id = $1 AND conversation_id = $2 FOR UPDATE",
+            &[&org.0, &conversation_id],
+        )
+        .await?;
+        let found = match row {
+            Some(r) if r.get::<_, Option<&str>>(3).is_some() => {
+                let session: Option<String> = r.get(0);
+                let session_id = match session {
+                    Some(s) => Some(
+                        SessionId::parse(&s)
+                            .ok_or_else(|| StoreError::Corrupt(format!("conversation session id {s:?}")))?,
+                    ),
+                    None => None,
+                };
+                let state: &str = r.get(3);
+                Some(StoredConversation {
+                    conversation_id: conversation_id.to_string(),
+                    session_id,
+                    refused: r.get(1),
+                    state: serde_json::from_str(state)
+                        .map_err(|e| StoreError::Corrupt(format!("conversation {conversation_id}: {e}")))?,
+                    updated: Timestamp::from_unix_millis(r.get(2)),
+                })
+            }
+            _ => None,
+        };
+        self.conversations.insert(key, found.clone());
+        Ok(found)
+    }
+
+    async fn save_conversation(&mut self, org: OrgId, c: &StoredConversation) -> StoreResult<()> {
+        let state =
+            serde_json::to_string(&c.state).map_err(|e| StoreError::Internal(format!("encode conversation: {e}")))?;
+        execute(
+            self.t,
+            "INSERT INTO conversations (org_id, conversation_id, session_id, refused, updated_ms, state)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (org_id, conversation_id) DO UPDATE SET session_id = excluded.session_id,
+               refused = excluded.refused, updated_ms = excluded.updated_ms, state = excluded.state",
+            &[
+                &org.0,
+                &c.conversation_id,
+                &c.session_id.map(|s| s.to_string()),
+                &c.refused,
+                &c.updated.unix_millis(),
+                &state,
+            ],
+        )
+        .await?;
+        let key = (org, c.conversation_id.clone());
+        self.saved_conversations.insert(key.clone());
+        self.conversations.insert(key, Some(c.clone()));
+        Ok(())
+    }
+
+    async fn delete_session(&mut self, org: OrgId, id: SessionId) -> StoreResult<()> {
+        let sid = id.to_string();
+        self.pending_sessions.remove(&(org, sid.clone()));
+        self.pending_events.retain(|e| !(e.org == org.0 && e.session_id == sid));
+        self.pending_keys.retain(|k| !(k.0 == org && k.2 == sid));
+        execute(self.t, "DELETE FROM events WHERE org_id = $1 AND session_id = $2", &[&org.0, &sid]).await?;
+        execute(self.t, "DELETE FROM sessions WHERE org_id = $1 AND id = $2", &[&org.0, &sid]).await?;
         Ok(())
     }
 }
