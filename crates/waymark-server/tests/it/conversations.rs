@@ -22,7 +22,8 @@ const PATH: &str = "/api/v2/journey/conversationevents";
 
 /// A lifecycle event `secs` after a fixed point ten minutes ago.
 fn ev(t: &TestServer, id: &str, conv: &str, kind: &str, secs: i64) -> Value {
-    json!({"id": id, "conversationId": conv, "type": kind, "timestamp": t.now().minus_secs(600).plus_secs(secs).to_iso()})
+    // A fixed base (not `now()` per call) so that two lifecycles built apart in time carry the same timestamps.
+    json!({"id": id, "conversationId": conv, "type": kind, "timestamp": t.epoch.minus_secs(600).plus_secs(secs).to_iso()})
 }
 
 fn with(mut v: Value, extra: Value) -> Value {

@@ -107,6 +107,8 @@ pub struct TestServer {
     pub token: String,
     pub client: reqwest::Client,
     pub clock: Clock,
+    /// The clock's reading when the server started: a fixed base for events that must share timestamps.
+    pub epoch: Timestamp,
     /// The PostgreSQL schema of this test (dropped last).
     pub pg: Option<Arc<PgSchema>>,
     _dir: tempfile::TempDir,
@@ -194,6 +196,7 @@ impl TestServer {
             deployment: r.deployment_id,
             token: r.token,
             client: reqwest::Client::new(),
+            epoch: clock.now(),
             clock,
             pg,
             _dir: dir,
