@@ -17,12 +17,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::RequestBodyDeadlineLayer;
 use tower_http::trace::TraceLayer;
 use waymark_domain::ErrorCode;
 
 /// Build the router with every route and layer. Each feature module owns its routes (`routes()`); this
 /// function only assembles them and adds the cross-cutting layers.
 pub fn router(state: AppState) -> Router {
+    let body_deadline = Duration::from_secs(state.config.body_timeout_secs.max(1));
     Router::new()
         .merge(tracking::routes(state.config.limits.max_body_bytes))
         .merge(journey_api::routes())
@@ -32,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(RequestBodyDeadlineLayer::new(body_deadline))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

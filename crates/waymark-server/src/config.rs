@@ -32,6 +32,8 @@ pub struct ServerConfig {
     pub maintenance_interval_secs: u64,
     /// How often the tracker should ping, in milliseconds.
     pub ping_interval_ms: i64,
+    /// A request body must arrive completely within this many seconds (slow-body / slowloris defence).
+    pub body_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,6 +78,7 @@ impl Default for ServerConfig {
             ua_regexes: None,
             maintenance_interval_secs: 60,
             ping_interval_ms: 5_000,
+            body_timeout_secs: 10,
         }
     }
 }

@@ -4,6 +4,8 @@
 mod harness;
 
 mod auth;
+mod hostile;
 mod identity;
+mod limits;
 mod live;
 mod tracking;
