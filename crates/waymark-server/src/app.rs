@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::RequestBodyDeadlineLayer;
 use tower_http::trace::TraceLayer;
 use waymark_domain::ErrorCode;
 
@@ -26,6 +27,7 @@ use waymark_domain::ErrorCode;
 pub fn router(state: AppState) -> Router {
     // Documented API routes (see `openapi::api_routes`) and the document generated from them.
     let (api, doc) = openapi::api_routes(state.config.limits.max_body_bytes).split_for_parts();
+    let body_deadline = Duration::from_secs(state.config.body_timeout_secs.max(1));
     Router::new()
         .merge(api)
         .merge(agent_ui::routes())
@@ -35,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .merge(openapi::routes(&doc))
+        .layer(RequestBodyDeadlineLayer::new(body_deadline))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

@@ -35,6 +35,8 @@ pub struct ServerConfig {
     /// Origins allowed to embed the agent view in an iframe (CSP `frame-ancestors`), e.g.
     /// `https://desk.example.com`; empty = only Waymark's own pages.
     pub ui_frame_ancestors: Vec<String>,
+    /// A request body must arrive completely within this many seconds (slow-body / slowloris defence).
+    pub body_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,6 +82,7 @@ impl Default for ServerConfig {
             maintenance_interval_secs: 60,
             ping_interval_ms: 5_000,
             ui_frame_ancestors: Vec::new(),
+            body_timeout_secs: 10,
         }
     }
 }

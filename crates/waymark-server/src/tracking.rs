@@ -100,9 +100,23 @@ pub async fn preflight(
     }
 }
 
-/// Map a body-read failure (too large, cut off) to a JSON error.
+/// Whether a body-read failure is the body deadline expiring.
+fn timed_out(r: &BytesRejection) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(r);
+    while let Some(e) = cur {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// Map a body-read failure (too large, too slow, cut off) to a JSON error.
 pub(crate) fn body_rejection(r: BytesRejection, limit: usize) -> ApiError {
-    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    if timed_out(&r) {
+        ApiError::new(ErrorCode::Timeout, "the request body did not arrive in time; send it in one go")
+    } else if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
             ErrorCode::BodyTooLarge,
             format!("the body is larger than {limit} bytes; send fewer events per request"),

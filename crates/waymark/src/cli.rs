@@ -1,4 +1,4 @@
-//! Command-line interface: `serve`, `admin`, `demo`, `migrate`.
+//! Command-line interface: `serve`, `admin`, `demo`, `migrate`, `bench`.
 
 use crate::settings::{self, Settings};
 use anyhow::{Context, Result, bail};
@@ -39,6 +39,8 @@ pub enum Command {
     Migrate(ServeArgs),
     /// Run Waymark on a temporary embedded store with a demo organisation and live simulated visitors.
     Demo(crate::demo::DemoArgs),
+    /// Benchmarks: ingest, reads, live push, idle connections, soak, and the machine's ceilings.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -111,6 +113,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Demo(args) => crate::demo::run(cli.config.as_ref(), args).await,
+        Command::Bench(args) => crate::bench::run(args).await,
         Command::Migrate(args) => {
             let s = settings::load(cli.config.as_ref(), &args)?;
             let store = open_store(&s).await?;

@@ -6,6 +6,8 @@
 //! The writer keeps the customer states it wrote in a bounded cache, since it is the only writer.
 //!
 //! Reads use a small pool of read-only connections on blocking threads; WAL lets them run beside the writer.
+//! A checkpoint thread copies the WAL into the database every half second, so that commits never wait for
+//! a checkpoint's fsyncs.
 
 mod read;
 mod tx;
@@ -88,6 +90,8 @@ pub struct SqliteStore {
     tx: mpsc::Sender<WriteJob>,
     readers: Arc<ReaderPool>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Dropping it stops the checkpoint thread.
+    _checkpointer: std::sync::mpsc::Sender<()>,
 }
 
 struct ReaderPool {
@@ -167,6 +171,11 @@ impl SqliteStore {
         conn.pragma_update(None, "cache_size", -65536).map_err(sql_err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
         migrate(&conn, SQLITE)?;
+        // Checkpoints (copying the WAL into the database, with fsyncs) run on their own thread, not inside the
+        // writer's commits; the WAL file is truncated back to this size after it was reset.
+        conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(sql_err)?;
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024).map_err(sql_err)?;
+        let checkpointer = spawn_checkpointer(&config.path)?;
 
         let readers = Arc::new(ReaderPool { path: config.path.clone(), idle: Mutex::new(Vec::new()) });
         for _ in 0..config.readers {
@@ -180,7 +189,7 @@ impl SqliteStore {
             .name("waymark-sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx, max_jobs, cache_cap))
             .map_err(|e| StoreError::Internal(format!("spawn writer: {e}")))?;
-        Ok(SqliteStore { tx, readers, writer: Mutex::new(Some(writer)) })
+        Ok(SqliteStore { tx, readers, writer: Mutex::new(Some(writer)), _checkpointer: checkpointer })
     }
 
     async fn exec(
@@ -211,6 +220,31 @@ impl SqliteStore {
         // Dropping our sender is not enough while clones exist; the writer ends when every sender is gone.
         drop(handle);
     }
+}
+
+/// How often the checkpoint thread copies the WAL into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Start the thread that checkpoints the WAL (PASSIVE: never blocks the writer or readers) until the returned
+/// sender is dropped.
+fn spawn_checkpointer(path: &Path) -> StoreResult<std::sync::mpsc::Sender<()>> {
+    let conn = Connection::open(path)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {} for checkpoints: {e}", path.display())))?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("waymark-sqlite-checkpoint".into())
+        .spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "sqlite checkpoint failed; retrying");
+                }
+            }
+            // A last full copy so that a clean shutdown leaves a small WAL.
+            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        })
+        .map_err(|e| StoreError::Internal(format!("spawn checkpointer: {e}")))?;
+    Ok(stop)
 }
 
 fn migrate(conn: &Connection, migrations: &[Migration]) -> StoreResult<()> {
@@ -328,47 +362,15 @@ fn run_group(conn: &Connection, cache: &mut StateCache, jobs: Vec<WriteJob>) {
     let mut pending = Vec::with_capacity(jobs.len());
     // Customer states written in this transaction; they enter the cache only after the commit.
     let mut written: HashMap<CustomerKey, CustomerState> = HashMap::new();
+    // Consecutive ingest jobs run as one unit under one savepoint (store errors are rare, and a savepoint per
+    // job journals every shared page once per job); when one fails the unit is undone and replayed job by job.
+    let mut run: Vec<(IngestBatch, oneshot::Sender<StoreResult<Vec<ItemResult>>>)> = Vec::new();
     for job in jobs {
-        let _ = conn.execute_batch("SAVEPOINT job");
         match job {
-            WriteJob::Ingest { batch, reply } => {
-                let mut job_states: HashMap<CustomerKey, CustomerState> = HashMap::new();
-                let result = {
-                    let mut t = tx::SqliteTx { conn, cache, written: &written, job_states: &mut job_states };
-                    let mut out = Vec::with_capacity(batch.items.len());
-                    let mut err = None;
-                    for item in &batch.items {
-                        match apply_item(&mut t, batch.org, &batch.config, item).now_or_never() {
-                            Some(Ok(r)) => out.push(r),
-                            Some(Err(e)) => {
-                                err = Some(e);
-                                break;
-                            }
-                            None => {
-                                err = Some(StoreError::Internal(
-                                    "sqlite journey step did not complete synchronously".into(),
-                                ));
-                                break;
-                            }
-                        }
-                    }
-                    match err {
-                        Some(e) => Err(e),
-                        None => Ok(out),
-                    }
-                };
-                match &result {
-                    Ok(_) => {
-                        let _ = conn.execute_batch("RELEASE job");
-                        written.extend(job_states);
-                    }
-                    Err(_) => {
-                        let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
-                    }
-                }
-                pending.push(Pending::Ingest(reply, result));
-            }
+            WriteJob::Ingest { batch, reply } => run.push((batch, reply)),
             WriteJob::Exec { work, reply } => {
+                apply_ingest_run(conn, cache, &mut written, std::mem::take(&mut run), &mut pending);
+                let _ = conn.execute_batch("SAVEPOINT job");
                 let result = work(conn, cache);
                 match &result {
                     Ok(_) => {
@@ -382,6 +384,7 @@ fn run_group(conn: &Connection, cache: &mut StateCache, jobs: Vec<WriteJob>) {
             }
         }
     }
+    apply_ingest_run(conn, cache, &mut written, run, &mut pending);
     match conn.execute_batch("COMMIT") {
         Ok(()) => {
             for (k, v) in written {
@@ -416,6 +419,71 @@ fn run_group(conn: &Connection, cache: &mut StateCache, jobs: Vec<WriteJob>) {
                 }
             }
         }
+    }
+}
+
+/// Apply one ingest batch with `states` as the job-local customer states.
+fn apply_batch(
+    conn: &Connection,
+    cache: &StateCache,
+    written: &HashMap<CustomerKey, CustomerState>,
+    states: &mut HashMap<CustomerKey, CustomerState>,
+    batch: &IngestBatch,
+) -> StoreResult<Vec<ItemResult>> {
+    let mut t = tx::SqliteTx { conn, cache, written, job_states: states };
+    let mut out = Vec::with_capacity(batch.items.len());
+    for item in &batch.items {
+        match apply_item(&mut t, batch.org, &batch.config, item).now_or_never() {
+            Some(r) => out.push(r?),
+            None => return Err(StoreError::Internal("sqlite journey step did not complete synchronously".into())),
+        }
+    }
+    Ok(out)
+}
+
+/// Apply consecutive ingest jobs under one savepoint; on a failure, undo them and replay each under its own.
+fn apply_ingest_run(
+    conn: &Connection,
+    cache: &StateCache,
+    written: &mut HashMap<CustomerKey, CustomerState>,
+    run: Vec<(IngestBatch, oneshot::Sender<StoreResult<Vec<ItemResult>>>)>,
+    pending: &mut Vec<Pending>,
+) {
+    if run.is_empty() {
+        return;
+    }
+    if conn.execute_batch("SAVEPOINT run").is_ok() {
+        let mut states = HashMap::new();
+        let mut results = Vec::with_capacity(run.len());
+        for (batch, _) in &run {
+            match apply_batch(conn, cache, written, &mut states, batch) {
+                Ok(r) => results.push(r),
+                Err(_) => break,
+            }
+        }
+        if results.len() == run.len() && conn.execute_batch("RELEASE run").is_ok() {
+            written.extend(states);
+            for ((_, reply), r) in run.into_iter().zip(results) {
+                pending.push(Pending::Ingest(reply, Ok(r)));
+            }
+            return;
+        }
+        let _ = conn.execute_batch("ROLLBACK TO run; RELEASE run");
+    }
+    for (batch, reply) in run {
+        let _ = conn.execute_batch("SAVEPOINT job");
+        let mut states = HashMap::new();
+        let result = apply_batch(conn, cache, written, &mut states, &batch);
+        match &result {
+            Ok(_) => {
+                let _ = conn.execute_batch("RELEASE job");
+                written.extend(states);
+            }
+            Err(_) => {
+                let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+            }
+        }
+        pending.push(Pending::Ingest(reply, result));
     }
 }
 
