@@ -10,6 +10,7 @@ use crate::Timestamp;
 use crate::event::{Event, EventType, WebEventBody};
 use crate::identity::TraitIdentity;
 use crate::ids::{ContactId, CustomerId, EventId, SessionId};
+use crate::offer::{CustomerOffers, SessionOffers};
 use crate::session::{LastEvent, Session, SessionType};
 use crate::web_event::{CookieId, WebEvent};
 use crate::wire::{Browser, Device, Geolocation, ReferrerMedium};
@@ -91,6 +92,9 @@ pub struct OpenSession {
     /// Names of the events so far, in order (bounded), for prediction features.
     #[serde(default)]
     pub path: Vec<String>,
+    /// The offer engine's memory for this session (offers made, caps, blocks recorded).
+    #[serde(default, skip_serializing_if = "SessionOffers::is_empty")]
+    pub offers: SessionOffers,
 }
 
 /// UTM source/medium/campaign or the external referrer host that brought the visitor.
@@ -117,6 +121,9 @@ pub struct CustomerState {
     pub previous: Option<OpenSession>,
     #[serde(default)]
     pub rules: RuleState,
+    /// The offer engine's memory across sessions (maps waiting for the next session).
+    #[serde(default, skip_serializing_if = "CustomerOffers::is_empty")]
+    pub offers: CustomerOffers,
     /// Bumped on every change; the PostgreSQL store uses it to tell a stale cache from a fresh one.
     pub version: i64,
 }
@@ -134,6 +141,7 @@ impl CustomerState {
             current: None,
             previous: None,
             rules: RuleState::default(),
+            offers: CustomerOffers::default(),
             version: 0,
         }
     }
@@ -216,6 +224,7 @@ pub fn apply_web_event(
             source: source.clone(),
             rules: RuleState::default(),
             path: Vec::new(),
+            offers: SessionOffers::default(),
         });
     }
 

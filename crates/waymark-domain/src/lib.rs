@@ -10,6 +10,8 @@
 //! Invariant: **no I/O**. Nothing here reads a file, a socket or the clock; time is always passed in as a
 //! [`time::Timestamp`]. That keeps every rule deterministic and property-testable.
 
+pub mod action_map;
+pub mod conversation;
 pub mod deployment;
 pub mod error_code;
 pub mod event;
@@ -17,9 +19,11 @@ pub mod identity;
 pub mod ids;
 pub mod journey;
 pub mod limits;
+pub mod offer;
 pub mod outcome;
 pub mod page;
 pub mod permission;
+pub mod predict;
 pub mod referrer;
 pub mod rules;
 pub mod segment;

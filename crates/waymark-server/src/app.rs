@@ -4,7 +4,7 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{journey_api, live_api, rules_api, tracking};
+use crate::{agent_ui, conversation_api, journey_api, live_api, login_api, routing_api, rules_api, tracking};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -27,6 +27,10 @@ pub fn router(state: AppState) -> Router {
         .merge(tracking::routes(state.config.limits.max_body_bytes))
         .merge(journey_api::routes())
         .merge(live_api::routes())
+        .merge(login_api::routes())
+        .merge(agent_ui::routes())
+        .merge(conversation_api::routes())
+        .merge(routing_api::routes())
         .merge(rules_api::routes())
         .route("/health", get(health))
         .route("/metrics", get(metrics_endpoint))

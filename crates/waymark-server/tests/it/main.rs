@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod agent_ui;
 mod auth;
 mod identity;
 mod live;
