@@ -217,6 +217,7 @@ pub fn apply_web_event(
         s.short_id = Some(short_id(&id));
         s.mkt_campaign = ev.campaign.clone();
         s.referrer = ev.referrer.clone().filter(|r| r.medium != ReferrerMedium::Internal);
+        s.division_ids = ev.division_ids.clone();
         state.current = Some(OpenSession {
             session: s,
             first_at: at,

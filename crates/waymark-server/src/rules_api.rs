@@ -24,6 +24,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::cmp::Ordering;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use waymark_domain::outcome::{MAX_OUTCOMES, OutcomeDefinition};
 use waymark_domain::segment::{MAX_SEGMENTS, SegmentDefinition};
 use waymark_domain::{ErrorCode, Rejection, Timestamp};
@@ -389,21 +391,152 @@ async fn delete<D: Definition, G: Guard>(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Segment and outcome administration routes.
-pub fn routes() -> axum::Router<AppState> {
-    use axum::routing::get;
-    type S = SegmentDefinition;
-    type O = OutcomeDefinition;
-    axum::Router::new()
-        .route("/api/v2/journey/segments", get(list::<S, SegmentView>).post(create::<S, SegmentAdd>))
-        .route(
-            "/api/v2/journey/segments/{segment_id}",
-            get(get_one::<S, SegmentView>).patch(patch::<S, SegmentEdit>).delete(delete::<S, SegmentDelete>),
-        )
-        .route("/api/v2/journey/outcomes", get(list::<O, OutcomeView>).post(create::<O, OutcomeAdd>))
-        .route(
-            "/api/v2/journey/outcomes/{outcome_id}",
-            get(get_one::<O, OutcomeView>).patch(patch::<O, OutcomeEdit>).delete(delete::<O, OutcomeDelete>),
-        )
+#[utoipa::path(get, path = "/api/v2/journey/segments", tag = "journey",
+    description = "The organisation's segments (Genesys list shape). Needs `journey:segment:view`.",
+    params(("pageSize" = Option<u32>, Query, description = "Page size"), ("pageNumber" = Option<u32>, Query, description = "Page number")),
+    responses((status = 200, description = "`entities` + paging", body = serde_json::Value), (status = 401, description = "No valid token"),
+        (status = 403, description = "Missing permission")),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn list_segments(auth: Authorized<SegmentView>, state: State<AppState>, q: RawQuery) -> ApiResult<Json<Value>> {
+    list::<SegmentDefinition, SegmentView>(auth, state, q).await
+}
+
+#[utoipa::path(post, path = "/api/v2/journey/segments", tag = "journey",
+    description = "Create a segment (Genesys JSON). Needs `journey:segment:add`. Invalid definitions are refused with a message and \
+        the field that is wrong.",
+    request_body = serde_json::Value,
+    responses((status = 201, description = "The created segment", body = serde_json::Value), (status = 400, description = "Invalid definition"),
+        (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"),
+        (status = 409, description = "Name taken or limit reached")),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn create_segment(
+    auth: Authorized<SegmentAdd>,
+    state: State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    create::<SegmentDefinition, SegmentAdd>(auth, state, headers, body).await
+}
+
+#[utoipa::path(get, path = "/api/v2/journey/segments/{segment_id}", tag = "journey", description = "One segment. Needs `journey:segment:view`.",
+    params(("segment_id" = String, Path, description = "Id")),
+    responses((status = 200, description = "The segment", body = serde_json::Value), (status = 401, description = "No valid token"),
+        (status = 403, description = "Missing permission"), (status = 404, description = "No such segment")),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn get_segment(
+    auth: Authorized<SegmentView>,
+    state: State<AppState>,
+    id: Path<String>,
+) -> ApiResult<Json<Value>> {
+    get_one::<SegmentDefinition, SegmentView>(auth, state, id).await
+}
+
+#[utoipa::path(patch, path = "/api/v2/journey/segments/{segment_id}", tag = "journey",
+    description = "Change a segment; `version` must match the stored one. Needs `journey:segment:edit`.",
+    params(("segment_id" = String, Path, description = "Id")), request_body = serde_json::Value,
+    responses((status = 200, description = "The updated segment", body = serde_json::Value), (status = 400, description = "Invalid change"),
+        (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"),
+        (status = 404, description = "No such segment"), (status = 409, description = "Stale version")),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn patch_segment(
+    auth: Authorized<SegmentEdit>,
+    state: State<AppState>,
+    id: Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    patch::<SegmentDefinition, SegmentEdit>(auth, state, id, headers, body).await
+}
+
+#[utoipa::path(delete, path = "/api/v2/journey/segments/{segment_id}", tag = "journey", description = "Delete a segment. Needs `journey:segment:delete`.",
+    params(("segment_id" = String, Path, description = "Id")),
+    responses((status = 204, description = "Deleted"), (status = 401, description = "No valid token"),
+        (status = 403, description = "Missing permission"), (status = 404, description = "No such segment")),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn delete_segment(
+    auth: Authorized<SegmentDelete>,
+    state: State<AppState>,
+    id: Path<String>,
+) -> ApiResult<StatusCode> {
+    delete::<SegmentDefinition, SegmentDelete>(auth, state, id).await
+}
+
+#[utoipa::path(get, path = "/api/v2/journey/outcomes", tag = "journey",
+    description = "The organisation's outcomes (Genesys list shape). Needs `journey:outcome:view`.",
+    params(("pageSize" = Option<u32>, Query, description = "Page size"), ("pageNumber" = Option<u32>, Query, description = "Page number")),
+    responses((status = 200, description = "`entities` + paging", body = serde_json::Value), (status = 401, description = "No valid token"),
+        (status = 403, description = "Missing permission")),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn list_outcomes(auth: Authorized<OutcomeView>, state: State<AppState>, q: RawQuery) -> ApiResult<Json<Value>> {
+    list::<OutcomeDefinition, OutcomeView>(auth, state, q).await
+}
+
+#[utoipa::path(post, path = "/api/v2/journey/outcomes", tag = "journey",
+    description = "Create a outcome (Genesys JSON). Needs `journey:outcome:add`. Invalid definitions are refused with a message and \
+        the field that is wrong.",
+    request_body = serde_json::Value,
+    responses((status = 201, description = "The created outcome", body = serde_json::Value), (status = 400, description = "Invalid definition"),
+        (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"),
+        (status = 409, description = "Name taken or limit reached")),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn create_outcome(
+    auth: Authorized<OutcomeAdd>,
+    state: State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    create::<OutcomeDefinition, OutcomeAdd>(auth, state, headers, body).await
+}
+
+#[utoipa::path(get, path = "/api/v2/journey/outcomes/{outcome_id}", tag = "journey", description = "One outcome. Needs `journey:outcome:view`.",
+    params(("outcome_id" = String, Path, description = "Id")),
+    responses((status = 200, description = "The outcome", body = serde_json::Value), (status = 401, description = "No valid token"),
+        (status = 403, description = "Missing permission"), (status = 404, description = "No such outcome")),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn get_outcome(
+    auth: Authorized<OutcomeView>,
+    state: State<AppState>,
+    id: Path<String>,
+) -> ApiResult<Json<Value>> {
+    get_one::<OutcomeDefinition, OutcomeView>(auth, state, id).await
+}
+
+#[utoipa::path(patch, path = "/api/v2/journey/outcomes/{outcome_id}", tag = "journey",
+    description = "Change a outcome; `version` must match the stored one. Needs `journey:outcome:edit`.",
+    params(("outcome_id" = String, Path, description = "Id")), request_body = serde_json::Value,
+    responses((status = 200, description = "The updated outcome", body = serde_json::Value), (status = 400, description = "Invalid change"),
+        (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"),
+        (status = 404, description = "No such outcome"), (status = 409, description = "Stale version")),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn patch_outcome(
+    auth: Authorized<OutcomeEdit>,
+    state: State<AppState>,
+    id: Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    patch::<OutcomeDefinition, OutcomeEdit>(auth, state, id, headers, body).await
+}
+
+#[utoipa::path(delete, path = "/api/v2/journey/outcomes/{outcome_id}", tag = "journey", description = "Delete a outcome. Needs `journey:outcome:delete`.",
+    params(("outcome_id" = String, Path, description = "Id")),
+    responses((status = 204, description = "Deleted"), (status = 401, description = "No valid token"),
+        (status = 403, description = "Missing permission"), (status = 404, description = "No such outcome")),
+    security(("bearer" = []), ("session_cookie" = [])))]
+async fn delete_outcome(
+    auth: Authorized<OutcomeDelete>,
+    state: State<AppState>,
+    id: Path<String>,
+) -> ApiResult<StatusCode> {
+    delete::<OutcomeDefinition, OutcomeDelete>(auth, state, id).await
+}
+
+/// Segment and outcome definitions (documented in the OpenAPI document).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_segments, create_segment))
+        .routes(routes!(get_segment, patch_segment, delete_segment))
+        .routes(routes!(list_outcomes, create_outcome))
+        .routes(routes!(get_outcome, patch_outcome, delete_outcome))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }

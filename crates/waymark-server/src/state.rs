@@ -5,6 +5,7 @@ use crate::auth::{AuthCache, new_auth_cache};
 use crate::clock::Clock;
 use crate::config::ServerConfig;
 use crate::live::LiveHub;
+use crate::predictions::Predictions;
 use crate::rate_limit::RateLimiters;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     pub clock: Clock,
     pub hub: Arc<LiveHub>,
+    /// Outcome models and live session scores.
+    pub predictions: Arc<Predictions>,
     pub trusted_proxies: Arc<TrustedProxies>,
     pub auth_cache: Arc<AuthCache>,
     pub limiters: Arc<RateLimiters>,
@@ -71,6 +74,7 @@ impl AppState {
             store,
             enricher,
             hub: Arc::new(LiveHub::new(config.max_live_connections)),
+            predictions: Arc::new(Predictions::new()),
             config: Arc::new(config),
             clock,
             trusted_proxies: Arc::new(trusted_proxies),
