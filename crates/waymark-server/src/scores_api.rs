@@ -10,8 +10,19 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::Value;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// `GET /api/v2/journey/sessions/{sessionId}/outcomescores`.
+#[utoipa::path(get, path = "/api/v2/journey/sessions/{session_id}/outcomescores", tag = "journey",
+    description = "A web session's live outcome predictions (Genesys `OutcomeScoresResult`): `probability`, \
+        `sessionMaxProbability`, `quantile`, `sessionMaxQuantile` per outcome, plus `learning` and `topFeatures`. \
+        Needs `journey:outcomeScores:view`.",
+    params(("session_id" = String, Path, description = "Session id")),
+    responses((status = 200, description = "Genesys `OutcomeScoresResult`", body = serde_json::Value),
+        (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"),
+        (status = 404, description = "No such session")),
+    security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn get_outcome_scores(
     auth: Authorized<OutcomeScoresView>,
     State(state): State<AppState>,
@@ -22,7 +33,6 @@ pub async fn get_outcome_scores(
 }
 
 /// The outcome scores route.
-pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/api/v2/journey/sessions/{session_id}/outcomescores", axum::routing::get(get_outcome_scores))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(get_outcome_scores))
 }

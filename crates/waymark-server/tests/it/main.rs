@@ -5,7 +5,11 @@ mod harness;
 
 mod agent_ui;
 mod auth;
+mod conversations;
 mod identity;
 mod live;
+mod openapi;
 mod scores;
+mod sdk_compat;
+mod segments;
 mod tracking;
