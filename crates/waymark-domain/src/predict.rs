@@ -12,8 +12,8 @@
 //! weights a step touches) followed by Platt scaling, whose two parameters learn from each example's score
 //! *before* the model learns from that example (progressive validation, so calibration is fitted on unseen
 //! data). A finished session contributes up to [`SNAPSHOTS_PER_SESSION`] snapshots of its features taken
-//! before the outcome was achieved, with weights summing to one, so the model learns to predict from any
-//! point of a session and never from the achievement itself.
+//! before the outcome was achieved, at fixed positions (after 1, 2, 3, … events), so the model learns to
+//! predict from any point of a session, calibrated for each stage, and never from the achievement itself.
 //!
 //! Pure: nothing here does I/O; the server persists models as JSON records.
 
@@ -34,8 +34,8 @@ pub const DEFAULT_BITS: u8 = 18;
 pub const MIN_SESSIONS: u64 = 200;
 /// …of which at least this many achieved the outcome.
 pub const MIN_POSITIVES: u64 = 20;
-/// Training snapshots taken from one finished session.
-pub const SNAPSHOTS_PER_SESSION: usize = 8;
+/// Training snapshots taken from one finished session, at most.
+pub const SNAPSHOTS_PER_SESSION: usize = SNAPSHOT_POINTS.len();
 /// Events of a session replayed for training or rebuilding its features.
 pub const MAX_REPLAY_EVENTS: usize = 1_000;
 
@@ -63,6 +63,7 @@ const EVENT_STEPS: [u32; 7] = [2, 3, 5, 8, 13, 21, 34];
 const PAGEVIEW_STEPS: [u32; 6] = [2, 3, 5, 8, 13, 21];
 const SEARCH_STEPS: [u32; 3] = [1, 2, 4];
 const SECTION_STEPS: [u32; 4] = [2, 3, 5, 8];
+const CUSTOM_EVENT_STEPS: [u32; 2] = [2, 3];
 const DURATION_STEPS_SECS: [i64; 7] = [15, 30, 60, 120, 300, 600, 1200];
 const DWELL_STEPS_SECS: [i64; 5] = [10, 20, 45, 90, 180];
 
@@ -77,6 +78,8 @@ pub struct SessionFeatures {
     first_ms: Option<i64>,
     last_ms: Option<i64>,
     sections: BTreeMap<String, u32>,
+    #[serde(default)]
+    event_counts: BTreeMap<String, u32>,
     context_seen: bool,
     landed: bool,
     /// Outcomes achieved so far in the session (their probability is 1 from then on).
@@ -150,6 +153,16 @@ impl SessionFeatures {
         }
         if let Some(w) = &event.web_event {
             self.push(format!("event:{}", clip(&w.event_name, 48)), true);
+            if w.event_name != "page_viewed" {
+                let name = clip(&w.event_name, 48);
+                let known = self.event_counts.contains_key(name);
+                if known || self.event_counts.len() < MAX_SECTIONS {
+                    let n = self.event_counts.entry(name.to_string()).or_insert(0);
+                    *n += 1;
+                    let n = *n;
+                    self.thresholds_of(&format!("event:{name}"), n - 1, n, &CUSTOM_EVENT_STEPS, true);
+                }
+            }
             let path = normalize_path(&w.page.pathname);
             let section = section_of(&path);
             self.push(format!("path:{path}"), true);
@@ -465,18 +478,15 @@ impl OutcomeModel {
         }
     }
 
-    /// Learn from a finished session: `snapshots` are its features at points before the outcome was achieved
-    /// (each weighted so the session counts once), `session_max` its highest probability under the model
+    /// Learn from a finished session: `snapshots` are its features at points before the outcome was achieved,
+    /// `session_max` its highest probability under the model
     /// before this update.
     pub fn learn_session(&mut self, snapshots: &[&SessionFeatures], achieved: bool, session_max: Option<f64>) {
         if let Some(m) = session_max {
             self.quantiles.insert(m);
         }
-        if !snapshots.is_empty() {
-            let w = 1.0 / snapshots.len() as f64;
-            for s in snapshots {
-                self.learn(s, achieved, w);
-            }
+        for s in snapshots {
+            self.learn(s, achieved, 1.0);
         }
         self.sessions += 1;
         if achieved {
@@ -553,14 +563,15 @@ pub struct SessionReplay {
     events: usize,
 }
 
-/// The outcome-independent snapshot points of a session of `len` scored events before `cut`.
+/// Prefix lengths at which training snapshots are taken: every event early in a session, then sparser.
+const SNAPSHOT_POINTS: [usize; 16] = [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 19, 24, 30, 40, 55];
+
+/// The snapshot points before `cut` (the number of events seen before the outcome, or the session's length).
+/// Absolute positions, not shares of the session: at any position k the training data then holds every
+/// session still undecided after k events — exactly the population that is scored live at that point — so
+/// probabilities stay calibrated at every stage of a session.
 fn snapshot_points(cut: usize) -> Vec<usize> {
-    if cut == 0 {
-        return Vec::new();
-    }
-    let k = cut.min(SNAPSHOTS_PER_SESSION);
-    // Evenly spread over 1..=cut, always including the last prefix before the cut.
-    (1..=k).map(|i| (i * cut).div_ceil(k)).collect()
+    SNAPSHOT_POINTS.iter().copied().filter(|&k| k <= cut).collect()
 }
 
 impl SessionReplay {

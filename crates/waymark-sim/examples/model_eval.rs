@@ -93,7 +93,7 @@ fn play(visit: &Visit, start: Timestamp, deployment: &Deployment, enricher: &Enr
 
 fn main() {
     let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let train = args.first().copied().unwrap_or(30_000) as usize;
+    let train = args.first().copied().unwrap_or(60_000) as usize;
     let test = args.get(1).copied().unwrap_or(10_000) as usize;
     let seed = args.get(2).copied().unwrap_or(42);
     let enricher = Enricher::new(UserAgentParser::builtin(), GeoProvider::none());

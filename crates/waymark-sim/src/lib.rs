@@ -190,7 +190,7 @@ impl Visitor {
                     Source::Search => 0.0,
                     Source::Social => -0.4,
                 };
-                sigmoid(base + source + 1.8 * (self.intent - 0.5) - if mobile { 0.5 } else { 0.0 })
+                sigmoid(base + source + 1.5 * (self.intent - 0.5) - if mobile { 0.5 } else { 0.0 })
             }
             DemoOutcome::SupportContact => {
                 let base = if self.persona == Persona::SupportSeeker { -0.4 } else { -4.5 };
@@ -342,8 +342,8 @@ impl Simulator {
                 (Persona::SupportSeeker, 0.2),
             ],
         );
-        let device =
-            weighted(rng, &DEVICES.map(|(d, w)| (d, w)).iter().map(|(d, w)| (d, *w)).collect::<Vec<_>>()).clone();
+        let device_weights: Vec<(usize, f64)> = DEVICES.iter().enumerate().map(|(i, (_, w))| (i, *w)).collect();
+        let device = DEVICES[weighted(rng, &device_weights)].0.clone();
         let source = weighted(
             rng,
             &[
@@ -443,7 +443,7 @@ impl Builder<'_> {
             Persona::SupportSeeker => 35.0 * (1.2 - 0.8 * self.v.frustration),
         };
         let x: f64 = self.rng.random();
-        (base * (0.3 + 1.4 * x) * 1000.0) as i64
+        (base * (0.6 + 0.8 * self.v.engagement) * (0.3 + 1.4 * x) * 1000.0) as i64
     }
 
     fn push(&mut self, name: &str, path: &str, title: &str, extra: Value) -> usize {
@@ -590,7 +590,7 @@ impl Builder<'_> {
             Step::Blog => {
                 let b = pick(self.rng, &BLOG);
                 self.page(&format!("/blog/{b}"), &title_case(b));
-                if self.rng.random_bool(0.1 + 0.5 * self.v.engagement) {
+                if self.rng.random_bool(0.05 + 0.7 * self.v.engagement) {
                     self.push("video_played", &format!("/blog/{b}"), &title_case(b), json!({}));
                 }
             }
