@@ -30,7 +30,7 @@ use waymark_domain::{ErrorCode, Timestamp};
 use waymark_store::{Record, RecordKind, StoreError};
 
 /// Which routing record an event or a route names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RoutingKind {
     Queue,
     WrapupCode,

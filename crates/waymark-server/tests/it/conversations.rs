@@ -476,6 +476,26 @@ async fn conversations_link_to_earlier_web_history(b: Backend) {
     assert_eq!(types.len(), 2, "{list}");
     assert!(types.contains(&"web") && types.contains(&"conversation"), "{list}");
 
+    // The platform may name a contact it already verified.
+    let verified = post_all(
+        &t,
+        vec![with(
+            ev(&t, "l0", "verified-1", "started", 0),
+            json!({"channel": "voice", "address": {"contactId": contact}}),
+        )],
+    )
+    .await;
+    assert_eq!(session(&t, &verified).await["externalContact"]["id"], contact.as_str());
+    let (status, body) = post(
+        &t,
+        &with(
+            ev(&t, "l00", "verified-2", "started", 0),
+            json!({"channel": "voice", "address": {"contactId": "0190aaaa-0000-7000-8000-000000000000"}}),
+        ),
+    )
+    .await;
+    assert_eq!((status, body["details"][0]["fieldName"].as_str()), (400, Some("address.contactId")), "{body}");
+
     // A call from a new phone number creates a contact that a search by phone finds.
     let call = post_all(
         &t,
