@@ -205,12 +205,14 @@ async fn transfers_keep_the_last_queue_and_agent_and_create_routing_records(b: B
     let (_, codes) = t.get("/api/v2/routing/wrapupcodes?name=refund*").await;
     assert_eq!(codes["total"], 1, "{codes}");
     assert_eq!(disposition["code"], codes["entities"][0]["id"]);
-    let (_, users) = t.get("/api/v2/users?name=b*").await;
-    let names: Vec<&str> = users["entities"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["Bob"], "{users}");
-    let (status, bob) = t.get(&format!("/api/v2/users/{}", users["entities"][0]["id"].as_str().unwrap())).await;
-    assert_eq!(status, 200);
-    assert!(bob.get("email").is_none() && bob.get("passwordHash").is_none(), "{bob}");
+    // Agents are organisation users (listed by the admin API) that cannot sign in.
+    let (_, users) = t.get("/api/v2/users?pageSize=500").await;
+    let bob = users["entities"].as_array().unwrap().iter().find(|u| u["name"] == "Bob").expect("Bob is a user");
+    assert_eq!(bob["id"], s["lastConnectedUser"]["id"], "{users}");
+    let (status, bob) = t.get(&format!("/api/v2/users/{}", bob["id"].as_str().unwrap())).await;
+    assert_eq!(status, 200, "{bob}");
+    assert_eq!(bob["email"].as_str().unwrap_or(""), "", "no sign-in name: {bob}");
+    assert!(bob.get("passwordHash").is_none() && bob["hasPassword"] != true, "{bob}");
 
     // A second conversation naming the queue by the platform id alone finds the same record.
     let sid2 = post_all(

@@ -8,4 +8,7 @@ mod auth;
 mod conversations;
 mod identity;
 mod live;
+mod openapi;
+mod sdk_compat;
+mod segments;
 mod tracking;
