@@ -12,6 +12,7 @@
 
 use crate::event::{ConversationEventBody, Event, EventType};
 use crate::identity::{Email, Identifier, Phone};
+use crate::ids::ContactId;
 use crate::limits::InputLimits;
 use crate::session::{ConversationChannel, Session, SessionType, UserDisposition};
 use crate::web_event::CookieId;
@@ -273,6 +274,9 @@ pub struct Address {
     /// The tracker cookie id, when the chat came from a web offer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cookie_id: Option<CookieId>,
+    /// An external contact the platform already verified the customer as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_id: Option<ContactId>,
 }
 
 impl Address {
@@ -382,6 +386,8 @@ pub struct RequestAddress {
     /// `whatsapp`, `line`, `twitter`, `facebook`, `sms`, `webmessaging`, …
     pub platform: Option<String>,
     pub cookie_id: Option<String>,
+    /// An external contact id (the contact the agent verified).
+    pub contact_id: Option<String>,
 }
 
 /// `{id, name}` of a queue, agent or wrap-up code.
@@ -557,8 +563,13 @@ fn parse_address(raw: RequestAddress, region: Option<&str>) -> Result<Address, R
             )
         })?);
     }
+    if let Some(c) = raw.contact_id.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        a.contact_id = Some(ContactId::parse(c).ok_or_else(|| {
+            invalid("address.contactId", "address.contactId must be an external contact id (a UUID)")
+        })?);
+    }
     if a == Address::default() {
-        return Err(missing("address", "to hold a phone, email, messagingId or cookieId"));
+        return Err(missing("address", "to hold a phone, email, messagingId, cookieId or contactId"));
     }
     Ok(a)
 }
@@ -1128,6 +1139,7 @@ mod tests {
         check(with("address", json!({})), ErrorCode::MissingField, "address");
         check(with("address", json!({"messagingId": "U1"})), ErrorCode::MissingField, "address.platform");
         check(with("direction", json!("sideways")), ErrorCode::InvalidField, "direction");
+        check(with("address", json!({"contactId": "nope"})), ErrorCode::InvalidField, "address.contactId");
         let mut no_addr = base.clone();
         no_addr.as_object_mut().unwrap().remove("address");
         check(no_addr, ErrorCode::MissingField, "address");

@@ -17,6 +17,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use waymark_domain::conversation::{
@@ -57,22 +58,51 @@ pub async fn post_conversation_events(
     }
 }
 
-async fn resolve_refs(state: &AppState, org: OrgId, ev: &mut ConversationEvent, now: Timestamp) -> ApiResult<()> {
-    async fn one(
-        state: &AppState,
-        org: OrgId,
-        kind: RoutingKind,
-        r: &mut Option<RoutingRef>,
-        now: Timestamp,
-    ) -> ApiResult<()> {
-        if let Some(x) = r.as_ref() {
-            *r = Some(resolve(state, org, kind, x, now).await?);
-        }
-        Ok(())
+/// Resolutions already made in this request, so a batch naming the same queue a hundred times looks it up once.
+type Resolved = HashMap<(RoutingKind, RoutingRef), RoutingRef>;
+
+async fn resolve_refs(
+    state: &AppState,
+    org: OrgId,
+    ev: &mut ConversationEvent,
+    now: Timestamp,
+    seen: &mut Resolved,
+) -> ApiResult<()> {
+    for (kind, slot) in [
+        (RoutingKind::Queue, &mut ev.queue),
+        (RoutingKind::Agent, &mut ev.agent),
+        (RoutingKind::WrapupCode, &mut ev.wrapup_code),
+    ] {
+        let Some(r) = slot.as_ref() else { continue };
+        let key = (kind, r.clone());
+        let resolved = match seen.get(&key) {
+            Some(x) => x.clone(),
+            None => {
+                let x = resolve(state, org, kind, r, now).await?;
+                seen.insert(key, x.clone());
+                x
+            }
+        };
+        *slot = Some(resolved);
     }
-    one(state, org, RoutingKind::Queue, &mut ev.queue, now).await?;
-    one(state, org, RoutingKind::Agent, &mut ev.agent, now).await?;
-    one(state, org, RoutingKind::WrapupCode, &mut ev.wrapup_code, now).await
+    Ok(())
+}
+
+/// Check a verified contact id and replace it by the contact it now is (merges are followed).
+async fn check_contact(state: &AppState, org: OrgId, ev: &mut ConversationEvent) -> ApiResult<Option<Rejection>> {
+    let Some(address) = ev.address.as_mut() else { return Ok(None) };
+    let Some(id) = address.contact_id else { return Ok(None) };
+    match state.store.get_contact(org, id).await? {
+        Some(c) => {
+            address.contact_id = Some(c.id);
+            Ok(None)
+        }
+        None => Ok(Some(Rejection::at(
+            ErrorCode::InvalidField,
+            "address.contactId",
+            format!("there is no external contact {id}; send the contact's phone or email instead"),
+        ))),
+    }
 }
 
 /// Each request event ends as one of these, in request order.
@@ -95,10 +125,15 @@ async fn ingest(state: &AppState, org: OrgId, headers: &HeaderMap, body: &Bytes)
     let batch = decode_conversation_batch(value, limits, window, state.config.default_phone_region.as_deref())?;
     let mut outcomes = Vec::with_capacity(batch.events.len());
     let mut items = Vec::new();
+    let mut seen = Resolved::new();
     for decoded in batch.events {
         match decoded {
             DecodedEvent::Accepted(mut ev) => {
-                resolve_refs(state, org, &mut ev, now).await?;
+                if let Some(r) = check_contact(state, org, &mut ev).await? {
+                    outcomes.push(Outcome::Edge(r));
+                    continue;
+                }
+                resolve_refs(state, org, &mut ev, now, &mut seen).await?;
                 outcomes.push(Outcome::Stored { conversation_id: ev.conversation_id.clone() });
                 items.push(IngestItem::Conversation(Box::new(ConversationItem::Event(ev))));
             }

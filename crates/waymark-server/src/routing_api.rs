@@ -1,11 +1,11 @@
 //! Routing records: queues, wrap-up codes and agents (users) as organisation records with names, in Genesys
-//! shapes (`/api/v2/routing/queues`, `/api/v2/routing/wrapupcodes`, `/api/v2/users`), and their creation on
-//! first sight when conversation ingestion names them ([`resolve`]).
+//! shapes (`/api/v2/routing/queues`, `/api/v2/routing/wrapupcodes`; users are served by `admin_api`), and
+//! their creation on first sight when conversation ingestion names them ([`resolve`]).
 //!
 //! Agents: an agent seen only in conversations becomes a `User` record **scoped to its organisation** (record
 //! `org` set, record name = display name) with no email, password or roles — it can never sign in and holds no
 //! permission. Sign-in accounts (accounts.rs) are global `User` records named by their email. Both kinds decode
-//! as [`User`] and both are listed by `/api/v2/users`; an event may name a sign-in user by its id.
+//! as [`User`] and both are listed by `/api/v2/users` (admin_api); an event may name a sign-in user by its id.
 //!
 //! Ids: a record created from an event that names the platform's own id gets an id derived from
 //! (organisation, kind, that id), so later events naming the same id find it without a lookup table; records
@@ -32,7 +32,7 @@ use waymark_domain::{ErrorCode, Timestamp};
 use waymark_store::{Record, RecordKind, StoreError};
 
 /// Which routing record an event or a route names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RoutingKind {
     Queue,
     WrapupCode,

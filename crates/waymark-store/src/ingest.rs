@@ -298,7 +298,7 @@ async fn apply_conversation_event<T: JourneyTx>(
     // cookie id (a chat from a web offer) joins the web customer and its contact.
     let address = ev.address.clone().unwrap_or_default();
     let identity = TraitIdentity { identifiers: address.identifiers(), ..Default::default() };
-    let mut known: Vec<ContactId> = contact.into_iter().collect();
+    let mut known: Vec<ContactId> = contact.into_iter().chain(address.contact_id).collect();
     let mut web_customer = match &address.cookie_id {
         Some(cookie) => Some(match tx.load_customer(org, cookie).await? {
             Some(s) => (s, false),

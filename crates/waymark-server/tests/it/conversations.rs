@@ -16,6 +16,7 @@ crate::store_tests!(
     conversations_link_to_earlier_web_history,
     permissions_guard_ingestion_and_hide_routing_details,
     routing_records_are_managed_by_api,
+    agents_watching_the_contact_hear_the_conversation_live,
 );
 
 const PATH: &str = "/api/v2/journey/conversationevents";
@@ -205,12 +206,14 @@ async fn transfers_keep_the_last_queue_and_agent_and_create_routing_records(b: B
     let (_, codes) = t.get("/api/v2/routing/wrapupcodes?name=refund*").await;
     assert_eq!(codes["total"], 1, "{codes}");
     assert_eq!(disposition["code"], codes["entities"][0]["id"]);
-    let (_, users) = t.get("/api/v2/users?name=b*").await;
-    let names: Vec<&str> = users["entities"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["Bob"], "{users}");
-    let (status, bob) = t.get(&format!("/api/v2/users/{}", users["entities"][0]["id"].as_str().unwrap())).await;
-    assert_eq!(status, 200);
-    assert!(bob.get("email").is_none() && bob.get("passwordHash").is_none(), "{bob}");
+    // Agents are organisation users (listed by the admin API) that cannot sign in.
+    let (_, users) = t.get("/api/v2/users?pageSize=500").await;
+    let bob = users["entities"].as_array().unwrap().iter().find(|u| u["name"] == "Bob").expect("Bob is a user");
+    assert_eq!(bob["id"], s["lastConnectedUser"]["id"], "{users}");
+    let (status, bob) = t.get(&format!("/api/v2/users/{}", bob["id"].as_str().unwrap())).await;
+    assert_eq!(status, 200, "{bob}");
+    assert_eq!(bob["email"].as_str().unwrap_or(""), "", "no sign-in name: {bob}");
+    assert!(bob.get("passwordHash").is_none() && bob["hasPassword"] != true, "{bob}");
 
     // A second conversation naming the queue by the platform id alone finds the same record.
     let sid2 = post_all(
@@ -477,6 +480,26 @@ async fn conversations_link_to_earlier_web_history(b: Backend) {
     assert_eq!(types.len(), 2, "{list}");
     assert!(types.contains(&"web") && types.contains(&"conversation"), "{list}");
 
+    // The platform may name a contact it already verified.
+    let verified = post_all(
+        &t,
+        vec![with(
+            ev(&t, "l0", "verified-1", "started", 0),
+            json!({"channel": "voice", "address": {"contactId": contact}}),
+        )],
+    )
+    .await;
+    assert_eq!(session(&t, &verified).await["externalContact"]["id"], contact.as_str());
+    let (status, body) = post(
+        &t,
+        &with(
+            ev(&t, "l00", "verified-2", "started", 0),
+            json!({"channel": "voice", "address": {"contactId": "0190aaaa-0000-7000-8000-000000000000"}}),
+        ),
+    )
+    .await;
+    assert_eq!((status, body["details"][0]["fieldName"].as_str()), (400, Some("address.contactId")), "{body}");
+
     // A call from a new phone number creates a contact that a search by phone finds.
     let call = post_all(
         &t,
@@ -614,5 +637,60 @@ async fn routing_records_are_managed_by_api(b: Backend) {
     }
     let (status, body) = t.get("/api/v2/routing/queues?pageSize=0").await;
     assert_eq!((status, body["code"].as_str()), (400, Some("invalid_query_parameter")));
+    t.stop().await;
+}
+
+async fn agents_watching_the_contact_hear_the_conversation_live(b: Backend) {
+    use futures_util::StreamExt;
+    use std::time::Duration;
+    let t = TestServer::start(b).await;
+    let web = identify(&t, "live-conv-cookie", "grace@example.com").await;
+    let contact = web["externalContact"]["id"].as_str().unwrap().to_string();
+    // An agent without routing permissions watches the contact.
+    let agent = t.token_with(&["externalContacts:session:view", "journey:event:view"], &[]).await;
+    let resp = t
+        .client
+        .get(t.url(&format!("/api/v2/journey/live?contactId={contact}")))
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut stream = eventsource_stream::EventStream::new(resp.bytes_stream());
+    let hello = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(hello.event, "hello");
+    post_all(
+        &t,
+        vec![
+            with(
+                ev(&t, "g1", "live-1", "started", 0),
+                json!({"channel": "email", "address": {"email": "grace@example.com"}}),
+            ),
+            with(ev(&t, "g2", "live-1", "queued", 1), json!({"queue": {"name": "Hidden queue"}})),
+        ],
+    )
+    .await;
+    let mut kinds = Vec::new();
+    let mut last_session: Option<Value> = None;
+    while kinds.len() < 2 || last_session.is_none() {
+        let e = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("a message within 5 s")
+            .unwrap()
+            .unwrap();
+        assert!(!e.data.contains("Hidden queue"), "routing details need routing:queue:search: {}", e.data);
+        let data: Value = serde_json::from_str(&e.data).unwrap();
+        match e.event.as_str() {
+            "event" => kinds.push(data["event"]["conversationEvent"]["kind"].as_str().unwrap().to_string()),
+            "session" if kinds.len() == 2 => last_session = Some(data),
+            _ => {}
+        }
+    }
+    assert_eq!(kinds, ["started", "queued"]);
+    let s = &last_session.unwrap()["session"];
+    assert_eq!(s["type"], "conversation", "{s}");
+    assert_eq!(s["conversationState"], "waiting");
+    assert_eq!(s["externalContact"]["id"], contact.as_str());
+    assert!(s.get("lastConnectedQueue").is_none(), "{s}");
     t.stop().await;
 }
