@@ -214,6 +214,20 @@ async fn hash_off_runtime(password: String) -> ApiResult<String> {
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("password hashing failed: {e}")))
 }
 
+/// The operator at the console (`waymark admin …` on the store itself): every permission in `org`, every
+/// division. Never reachable over HTTP.
+pub fn operator(org: OrgId) -> Caller {
+    Caller {
+        org,
+        user_id: UserId(uuid::Uuid::nil()),
+        user_name: "operator".into(),
+        permissions: PermissionSet::all(),
+        divisions: None,
+        token_id: String::new(),
+        via_cookie: false,
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Users
 
@@ -231,7 +245,7 @@ fn user_json(u: &User) -> Value {
     })
 }
 
-async fn org_users(state: &AppState, org: OrgId) -> ApiResult<Vec<User>> {
+pub async fn org_users(state: &AppState, org: OrgId) -> ApiResult<Vec<User>> {
     let mut users = Vec::new();
     for r in state.store.list_records(RecordKind::User, None).await? {
         let u: User = r.decode()?;
@@ -331,14 +345,18 @@ pub async fn create_user(
     State(state): State<AppState>,
     bytes: Bytes,
 ) -> ApiResult<Response> {
-    let req: CreateUser = body(&bytes)?;
+    Ok(created(add_user(&state, &auth, body(&bytes)?).await?))
+}
+
+/// The operation behind `create_user`, for the API and the `waymark admin` CLI.
+pub async fn add_user(state: &AppState, caller: &Caller, req: CreateUser) -> ApiResult<Value> {
     let email = check_email(&req.email)?;
     let name = check_name("name", &req.name, 200)?;
-    let role_ids = grantable_roles(&state, &auth, &req.role_ids).await?;
-    let division_ids = if req.division_ids.is_empty() && auth.divisions.is_some() {
-        auth.divisions.clone().unwrap_or_default()
+    let role_ids = grantable_roles(state, caller, &req.role_ids).await?;
+    let division_ids = if req.division_ids.is_empty() && caller.divisions.is_some() {
+        caller.divisions.clone().unwrap_or_default()
     } else {
-        grantable_divisions(&state, &auth, &req.division_ids).await?
+        grantable_divisions(state, caller, &req.division_ids).await?
     };
     let password_hash = match req.password {
         Some(p) => {
@@ -350,7 +368,7 @@ pub async fn create_user(
     let now = state.clock.now();
     let user = User {
         id: UserId::new_v7(now),
-        org: auth.org,
+        org: caller.org,
         email,
         name,
         password_hash,
@@ -360,9 +378,9 @@ pub async fn create_user(
         created: now,
         service: false,
     };
-    save_user(&state, &user).await?;
-    tracing::info!(by = %auth.user_id, user = %user.id, "user created");
-    Ok(created(user_json(&user)))
+    save_user(state, &user).await?;
+    tracing::info!(by = %caller.user_id, user = %user.id, "user created");
+    Ok(user_json(&user))
 }
 
 /// Change a person; omitted fields stay.
@@ -390,13 +408,17 @@ pub async fn patch_user(
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let req: PatchUser = body(&bytes)?;
-    let mut u: User = own_record(&state, &auth, RecordKind::User, &id, "user", |u: &User| u.org).await?;
+    Ok(Json(change_user(&state, &auth, &id, body(&bytes)?).await?))
+}
+
+/// The operation behind `patch_user`, for the API and the `waymark admin` CLI.
+pub async fn change_user(state: &AppState, caller: &Caller, id: &str, req: PatchUser) -> ApiResult<Value> {
+    let mut u: User = own_record(state, caller, RecordKind::User, id, "user", |u: &User| u.org).await?;
     if u.service {
         return Err(ApiError::not_found("user"));
     }
     // A division-limited admin manages only users inside their divisions.
-    if let Some(mine) = &auth.divisions
+    if let Some(mine) = &caller.divisions
         && (u.division_ids.is_empty() || u.division_ids.iter().any(|d| !mine.contains(d)))
     {
         return Err(ApiError::not_found("user"));
@@ -408,10 +430,10 @@ pub async fn patch_user(
         u.email = check_email(e)?;
     }
     if let Some(r) = &req.role_ids {
-        u.role_ids = grantable_roles(&state, &auth, r).await?;
+        u.role_ids = grantable_roles(state, caller, r).await?;
     }
     if let Some(d) = &req.division_ids {
-        u.division_ids = grantable_divisions(&state, &auth, d).await?;
+        u.division_ids = grantable_divisions(state, caller, d).await?;
     }
     if let Some(s) = &req.state {
         u.active = match s.as_str() {
@@ -419,7 +441,7 @@ pub async fn patch_user(
             "inactive" => false,
             other => return Err(invalid("state", format!("state must be 'active' or 'inactive', not {other:?}"))),
         };
-        if !u.active && u.id == auth.user_id {
+        if !u.active && u.id == caller.user_id {
             return Err(ApiError::new(ErrorCode::Conflict, "you cannot deactivate yourself"));
         }
     }
@@ -427,9 +449,9 @@ pub async fn patch_user(
         check_password(&p)?;
         u.password_hash = Some(hash_off_runtime(p).await?);
     }
-    save_user(&state, &u).await?;
-    tracing::info!(by = %auth.user_id, user = %u.id, "user changed");
-    Ok(Json(user_json(&u)))
+    save_user(state, &u).await?;
+    tracing::info!(by = %caller.user_id, user = %u.id, "user changed");
+    Ok(user_json(&u))
 }
 
 #[utoipa::path(delete, path = "/api/v2/users/{user_id}", tag = "admin",
@@ -443,22 +465,28 @@ pub async fn delete_user(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let u: User = own_record(&state, &auth, RecordKind::User, &id, "user", |u: &User| u.org).await?;
+    remove_user(&state, &auth, &id).await?;
+    Ok(no_content())
+}
+
+/// The operation behind `delete_user`, for the API and the `waymark admin` CLI.
+pub async fn remove_user(state: &AppState, caller: &Caller, id: &str) -> ApiResult<()> {
+    let u: User = own_record(state, caller, RecordKind::User, id, "user", |u: &User| u.org).await?;
     if u.service {
         return Err(ApiError::not_found("user"));
     }
-    if let Some(mine) = &auth.divisions
+    if let Some(mine) = &caller.divisions
         && (u.division_ids.is_empty() || u.division_ids.iter().any(|d| !mine.contains(d)))
     {
         return Err(ApiError::not_found("user"));
     }
-    if u.id == auth.user_id {
+    if u.id == caller.user_id {
         return Err(ApiError::new(ErrorCode::Conflict, "you cannot delete yourself"));
     }
     state.store.delete_record(RecordKind::User, None, &u.id.to_string()).await?;
-    forget_tokens(&state);
-    tracing::info!(by = %auth.user_id, user = %u.id, "user deleted");
-    Ok(no_content())
+    forget_tokens(state);
+    tracing::info!(by = %caller.user_id, user = %u.id, "user deleted");
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -547,16 +575,20 @@ pub async fn create_role(
     State(state): State<AppState>,
     bytes: Bytes,
 ) -> ApiResult<Response> {
-    let req: RoleRequest = body(&bytes)?;
+    Ok(created(add_role(&state, &auth, body(&bytes)?).await?))
+}
+
+/// The operation behind `create_role`, for the API and the `waymark admin` CLI.
+pub async fn add_role(state: &AppState, caller: &Caller, req: RoleRequest) -> ApiResult<Value> {
     let name = check_name("name", req.name.as_deref().unwrap_or(""), 100)?;
     let (permissions, set) = canonical_permissions(&req.permissions.unwrap_or_default())?;
-    beyond_caller(&auth, set, "permissions")?;
+    beyond_caller(caller, set, "permissions")?;
     let now = state.clock.now();
-    let role = Role { id: RoleId::new_v7(now), org: auth.org, name, permissions, builtin: false };
-    put(state.store.as_ref(), RecordKind::Role, Some(auth.org), &role.id.to_string(), &role.name, &role, now, true)
+    let role = Role { id: RoleId::new_v7(now), org: caller.org, name, permissions, builtin: false };
+    put(state.store.as_ref(), RecordKind::Role, Some(caller.org), &role.id.to_string(), &role.name, &role, now, true)
         .await?;
-    tracing::info!(by = %auth.user_id, role = %role.id, "role created");
-    Ok(created(role_json(&role)))
+    tracing::info!(by = %caller.user_id, role = %role.id, "role created");
+    Ok(role_json(&role))
 }
 
 #[utoipa::path(patch, path = "/api/v2/authorization/roles/{role_id}", tag = "admin",
@@ -603,14 +635,20 @@ pub async fn delete_role(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let role: Role = own_record(&state, &auth, RecordKind::Role, &id, "role", |r: &Role| r.org).await?;
+    remove_role(&state, &auth, &id).await?;
+    Ok(no_content())
+}
+
+/// The operation behind `delete_role`, for the API and the `waymark admin` CLI.
+pub async fn remove_role(state: &AppState, caller: &Caller, id: &str) -> ApiResult<()> {
+    let role: Role = own_record(state, caller, RecordKind::Role, id, "role", |r: &Role| r.org).await?;
     if role.builtin {
         return Err(ApiError::new(ErrorCode::Conflict, "built-in roles cannot be deleted"));
     }
     let mut holders = 0;
     for r in state.store.list_records(RecordKind::User, None).await? {
         let u: User = r.decode()?;
-        if u.org == auth.org && u.role_ids.contains(&role.id) {
+        if u.org == caller.org && u.role_ids.contains(&role.id) {
             holders += 1;
         }
     }
@@ -620,9 +658,9 @@ pub async fn delete_role(
             format!("{holders} user(s) or OAuth client(s) still hold this role; take it away from them first"),
         ));
     }
-    state.store.delete_record(RecordKind::Role, Some(auth.org), &role.id.to_string()).await?;
-    forget_tokens(&state);
-    Ok(no_content())
+    state.store.delete_record(RecordKind::Role, Some(caller.org), &role.id.to_string()).await?;
+    forget_tokens(state);
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -700,17 +738,22 @@ pub async fn create_division(
     State(state): State<AppState>,
     bytes: Bytes,
 ) -> ApiResult<Response> {
-    let req: DivisionRequest = body(&bytes)?;
+    Ok(created(add_division(&state, &auth, body(&bytes)?).await?))
+}
+
+/// The operation behind `create_division`, for the API and the `waymark admin` CLI.
+pub async fn add_division(state: &AppState, caller: &Caller, req: DivisionRequest) -> ApiResult<Value> {
     let now = state.clock.now();
     let d = Division {
         id: DivisionId::new_v7(now),
-        org: auth.org,
+        org: caller.org,
         name: check_name("name", req.name.as_deref().unwrap_or(""), 100)?,
         description: req.description.unwrap_or_default(),
         created: now,
     };
-    put(state.store.as_ref(), RecordKind::Division, Some(auth.org), &d.id.to_string(), &d.name, &d, now, true).await?;
-    Ok(created(division_json(&d)))
+    put(state.store.as_ref(), RecordKind::Division, Some(caller.org), &d.id.to_string(), &d.name, &d, now, true)
+        .await?;
+    Ok(division_json(&d))
 }
 
 #[utoipa::path(patch, path = "/api/v2/authorization/divisions/{division_id}", tag = "admin",
@@ -860,8 +903,12 @@ pub async fn create_token(
     State(state): State<AppState>,
     bytes: Bytes,
 ) -> ApiResult<Response> {
-    let req: CreateToken = body(&bytes)?;
-    let owner = token_owner(&state, &auth, req.user_id.as_deref()).await?;
+    Ok(created(add_token(&state, &auth, body(&bytes)?).await?))
+}
+
+/// The operation behind `create_token`, for the API and the `waymark admin` CLI.
+pub async fn add_token(state: &AppState, caller: &Caller, req: CreateToken) -> ApiResult<Value> {
+    let owner = token_owner(state, caller, req.user_id.as_deref()).await?;
     let ttl = req.expires_in_seconds.unwrap_or(90 * 86_400);
     if !(60..=10 * 365 * 86_400).contains(&ttl) {
         return Err(invalid("expiresInSeconds", "expiresInSeconds must be from 60 to 315360000"));
@@ -872,7 +919,7 @@ pub async fn create_token(
     let now = state.clock.now();
     let (t, raw) = issue_token(
         state.store.as_ref(),
-        auth.org,
+        caller.org,
         owner,
         TokenKind::Api,
         Some(now.plus_secs(ttl)),
@@ -880,10 +927,10 @@ pub async fn create_token(
         now,
     )
     .await?;
-    tracing::info!(by = %auth.user_id, token = %t.id, "API token issued");
+    tracing::info!(by = %caller.user_id, token = %t.id, "API token issued");
     let mut v = token_json(&t, now);
     v["token"] = json!(raw);
-    Ok(created(v))
+    Ok(v)
 }
 
 #[utoipa::path(delete, path = "/api/v2/tokens/{token_id}", tag = "admin",
@@ -896,13 +943,19 @@ pub async fn delete_token(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let t: Token = own_record(&state, &auth, RecordKind::Token, &id, "token", |t: &Token| t.org).await?;
-    if t.user_id != auth.user_id && !auth.can(Permission::AuthorizationTokenEdit) {
+    remove_token(&state, &auth, &id).await?;
+    Ok(no_content())
+}
+
+/// The operation behind `delete_token`, for the API and the `waymark admin` CLI.
+pub async fn remove_token(state: &AppState, caller: &Caller, id: &str) -> ApiResult<()> {
+    let t: Token = own_record(state, caller, RecordKind::Token, id, "token", |t: &Token| t.org).await?;
+    if t.user_id != caller.user_id && !caller.can(Permission::AuthorizationTokenEdit) {
         // Someone else's token is indistinguishable from an absent one without the permission.
         return Err(ApiError::not_found("token"));
     }
-    revoke_token(&state, &t.id).await?;
-    Ok(no_content())
+    revoke_token(state, &t.id).await?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1030,13 +1083,17 @@ pub async fn create_client(
     State(state): State<AppState>,
     bytes: Bytes,
 ) -> ApiResult<Response> {
-    let req: CreateClient = body(&bytes)?;
+    Ok(created(add_client(&state, &auth, body(&bytes)?).await?))
+}
+
+/// The operation behind `create_client`, for the API and the `waymark admin` CLI.
+pub async fn add_client(state: &AppState, caller: &Caller, req: CreateClient) -> ApiResult<Value> {
     let name = check_name("name", &req.name, 100)?;
-    let roles = grantable_roles(&state, &auth, &req.role_ids).await?;
-    let divisions = if req.division_ids.is_empty() && auth.divisions.is_some() {
-        auth.divisions.clone().unwrap_or_default()
+    let roles = grantable_roles(state, caller, &req.role_ids).await?;
+    let divisions = if req.division_ids.is_empty() && caller.divisions.is_some() {
+        caller.divisions.clone().unwrap_or_default()
     } else {
-        grantable_divisions(&state, &auth, &req.division_ids).await?
+        grantable_divisions(state, caller, &req.division_ids).await?
     };
     let ttl = req.access_token_validity_seconds.unwrap_or(OAUTH_TOKEN_TTL_SECS);
     if !(300..=172_800).contains(&ttl) {
@@ -1044,12 +1101,12 @@ pub async fn create_client(
     }
     let now = state.clock.now();
     let (client, secret) =
-        create_oauth_client(state.store.as_ref(), auth.org, &name, &req.description, roles, divisions, ttl, now)
+        create_oauth_client(state.store.as_ref(), caller.org, &name, &req.description, roles, divisions, ttl, now)
             .await?;
-    tracing::info!(by = %auth.user_id, client = %client.id, "OAuth client created");
-    let mut v = client_json(&state, &client).await?;
+    tracing::info!(by = %caller.user_id, client = %client.id, "OAuth client created");
+    let mut v = client_json(state, &client).await?;
     v["secret"] = json!(secret);
-    Ok(created(v))
+    Ok(v)
 }
 
 #[utoipa::path(delete, path = "/api/v2/oauth/clients/{client_id}", tag = "admin",
@@ -1062,13 +1119,19 @@ pub async fn delete_client(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let c: OauthClient =
-        own_record(&state, &auth, RecordKind::OauthClient, &id, "OAuth client", |c: &OauthClient| c.org).await?;
-    state.store.delete_record(RecordKind::OauthClient, Some(auth.org), &c.id).await?;
-    state.store.delete_record(RecordKind::User, None, &c.user_id.to_string()).await?;
-    forget_tokens(&state);
-    tracing::info!(by = %auth.user_id, client = %c.id, "OAuth client deleted");
+    remove_client(&state, &auth, &id).await?;
     Ok(no_content())
+}
+
+/// The operation behind `delete_client`, for the API and the `waymark admin` CLI.
+pub async fn remove_client(state: &AppState, caller: &Caller, id: &str) -> ApiResult<()> {
+    let c: OauthClient =
+        own_record(state, caller, RecordKind::OauthClient, id, "OAuth client", |c: &OauthClient| c.org).await?;
+    state.store.delete_record(RecordKind::OauthClient, Some(caller.org), &c.id).await?;
+    state.store.delete_record(RecordKind::User, None, &c.user_id.to_string()).await?;
+    forget_tokens(state);
+    tracing::info!(by = %caller.user_id, client = %c.id, "OAuth client deleted");
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1243,22 +1306,26 @@ pub async fn create_deployment(
     State(state): State<AppState>,
     bytes: Bytes,
 ) -> ApiResult<Response> {
-    let req: DeploymentRequest = body(&bytes)?;
+    Ok(created(add_deployment(&state, &auth, body(&bytes)?).await?))
+}
+
+/// The operation behind `create_deployment`, for the API and the `waymark admin` CLI.
+pub async fn add_deployment(state: &AppState, caller: &Caller, req: DeploymentRequest) -> ApiResult<Value> {
     let now = state.clock.now();
-    let mut d = Deployment::new(auth.org, DeploymentId::new_v7(now), "");
+    let mut d = Deployment::new(caller.org, DeploymentId::new_v7(now), "");
     d.search_query_params = default_search_params();
     if req.name.is_none() {
         return Err(invalid("name", "name is required"));
     }
     let divisions_given = req.division_ids.is_some();
-    apply_deployment(&state, &auth, &mut d, req).await?;
-    if !divisions_given && let Some(mine) = &auth.divisions {
+    apply_deployment(state, caller, &mut d, req).await?;
+    if !divisions_given && let Some(mine) = &caller.divisions {
         d.division_ids = mine.clone();
     }
-    put(state.store.as_ref(), RecordKind::Deployment, Some(auth.org), &d.id.to_string(), &d.name, &d, now, false)
+    put(state.store.as_ref(), RecordKind::Deployment, Some(caller.org), &d.id.to_string(), &d.name, &d, now, false)
         .await?;
-    tracing::info!(by = %auth.user_id, deployment = %d.id, "deployment created");
-    Ok(created(deployment_json(&d)))
+    tracing::info!(by = %caller.user_id, deployment = %d.id, "deployment created");
+    Ok(deployment_json(&d))
 }
 
 #[utoipa::path(patch, path = "/api/v2/webdeployments/deployments/{deployment_id}", tag = "admin",
@@ -1273,14 +1340,23 @@ pub async fn patch_deployment(
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let req: DeploymentRequest = body(&bytes)?;
-    let mut d = own_deployment(&state, &auth, &id).await?;
-    apply_deployment(&state, &auth, &mut d, req).await?;
+    Ok(Json(change_deployment(&state, &auth, &id, body(&bytes)?).await?))
+}
+
+/// The operation behind `patch_deployment`, for the API and the `waymark admin` CLI.
+pub async fn change_deployment(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    req: DeploymentRequest,
+) -> ApiResult<Value> {
+    let mut d = own_deployment(state, caller, id).await?;
+    apply_deployment(state, caller, &mut d, req).await?;
     let now = state.clock.now();
-    put(state.store.as_ref(), RecordKind::Deployment, Some(auth.org), &d.id.to_string(), &d.name, &d, now, false)
+    put(state.store.as_ref(), RecordKind::Deployment, Some(caller.org), &d.id.to_string(), &d.name, &d, now, false)
         .await?;
     state.forget_deployment(d.id);
-    Ok(Json(deployment_json(&d)))
+    Ok(deployment_json(&d))
 }
 
 #[utoipa::path(delete, path = "/api/v2/webdeployments/deployments/{deployment_id}", tag = "admin",
@@ -1294,10 +1370,16 @@ pub async fn delete_deployment(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let d = own_deployment(&state, &auth, &id).await?;
-    state.store.delete_record(RecordKind::Deployment, Some(auth.org), &d.id.to_string()).await?;
-    state.forget_deployment(d.id);
+    remove_deployment(&state, &auth, &id).await?;
     Ok(no_content())
+}
+
+/// The operation behind `delete_deployment`, for the API and the `waymark admin` CLI.
+pub async fn remove_deployment(state: &AppState, caller: &Caller, id: &str) -> ApiResult<()> {
+    let d = own_deployment(state, caller, id).await?;
+    state.store.delete_record(RecordKind::Deployment, Some(caller.org), &d.id.to_string()).await?;
+    state.forget_deployment(d.id);
+    Ok(())
 }
 
 /// The administration routes.
