@@ -232,17 +232,21 @@ pub fn operator(org: OrgId) -> Caller {
 // Users
 
 fn user_json(u: &User) -> Value {
-    json!({
+    let mut v = json!({
         "id": u.id.to_string(),
         "name": u.name,
-        "email": u.email,
         "state": if u.active { "active" } else { "inactive" },
         "roleIds": u.role_ids.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
         "divisionIds": u.division_ids,
         "hasPassword": u.password_hash.is_some(),
         "dateCreated": u.created,
         "selfUri": format!("/api/v2/users/{}", u.id),
-    })
+    });
+    // Agents first seen in conversations have no email (and never sign in).
+    if !u.email.is_empty() {
+        v["email"] = json!(u.email);
+    }
+    v
 }
 
 pub async fn org_users(state: &AppState, org: OrgId) -> ApiResult<Vec<User>> {
@@ -257,13 +261,22 @@ pub async fn org_users(state: &AppState, org: OrgId) -> ApiResult<Vec<User>> {
 }
 
 async fn save_user(state: &AppState, u: &User) -> ApiResult<()> {
-    put(state.store.as_ref(), RecordKind::User, None, &u.id.to_string(), &u.email, u, state.clock.now(), true).await?;
+    let now = state.clock.now();
+    if u.email.is_empty() {
+        // An agent record from conversation ingestion: scoped to its organisation and named by display name.
+        put(state.store.as_ref(), RecordKind::User, Some(u.org), &u.id.to_string(), &u.name, u, now, false).await?;
+    } else {
+        put(state.store.as_ref(), RecordKind::User, None, &u.id.to_string(), &u.email, u, now, true).await?;
+    }
     forget_tokens(state);
     Ok(())
 }
 
-#[utoipa::path(get, path = "/api/v2/users", tag = "admin", description = "People of the organisation. Needs `directory:user:view`.",
-    params(("pageSize" = Option<u32>, Query, description = "1–500"), ("pageNumber" = Option<u32>, Query, description = "From 1")),
+#[utoipa::path(get, path = "/api/v2/users", tag = "admin",
+    description = "People of the organisation: sign-in accounts and agents seen in conversations, by name. Needs \
+        `directory:user:view`.",
+    params(("name" = Option<String>, Query, description = "Name filter, `*` wildcards"),
+        ("id" = Option<String>, Query, description = "Ids, comma-joined or repeated"),("pageSize" = Option<u32>, Query, description = "1–500"), ("pageNumber" = Option<u32>, Query, description = "From 1")),
     responses((status = 200, description = "Page of users", body = serde_json::Value), (status = 401, description = "No valid token"),
         (status = 403, description = "Missing permission")),
     security(("bearer" = []), ("session_cookie" = [])))]
@@ -272,8 +285,17 @@ pub async fn list_users(
     State(state): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let users = org_users(&state, auth.org).await?;
-    paged(users.iter().map(user_json).collect(), &QueryParams::parse(q), "/api/v2/users")
+    let q = QueryParams::parse(q);
+    let name = q.get("name").map(str::to_string);
+    let ids = q.list("id");
+    let mut users: Vec<User> = org_users(&state, auth.org)
+        .await?
+        .into_iter()
+        .filter(|u| name.as_ref().is_none_or(|n| crate::routing_api::name_matches(n, &u.name)))
+        .filter(|u| ids.is_empty() || ids.contains(&u.id.to_string()))
+        .collect();
+    users.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()).then(a.id.cmp(&b.id)));
+    paged(users.iter().map(user_json).collect(), &q, "/api/v2/users")
 }
 
 #[utoipa::path(get, path = "/api/v2/users/me", tag = "admin",
@@ -483,7 +505,8 @@ pub async fn remove_user(state: &AppState, caller: &Caller, id: &str) -> ApiResu
     if u.id == caller.user_id {
         return Err(ApiError::new(ErrorCode::Conflict, "you cannot delete yourself"));
     }
-    state.store.delete_record(RecordKind::User, None, &u.id.to_string()).await?;
+    let org = if u.email.is_empty() { Some(u.org) } else { None };
+    state.store.delete_record(RecordKind::User, org, &u.id.to_string()).await?;
     forget_tokens(state);
     tracing::info!(by = %caller.user_id, user = %u.id, "user deleted");
     Ok(())

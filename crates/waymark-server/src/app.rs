@@ -2,6 +2,7 @@
 //! HTTP task and the maintenance task, and returns a handle that owns them; [`Server::shutdown`] stops and
 //! joins both (one owner for every background task).
 
+use crate::agent_ui;
 use crate::error::ApiError;
 use crate::openapi;
 use crate::state::AppState;
@@ -27,6 +28,7 @@ pub fn router(state: AppState) -> Router {
     let (api, doc) = openapi::api_routes(state.config.limits.max_body_bytes).split_for_parts();
     Router::new()
         .merge(api)
+        .merge(agent_ui::routes())
         .route("/health", get(health))
         .route("/metrics", get(metrics_endpoint))
         .fallback(not_found)

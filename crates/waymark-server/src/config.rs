@@ -32,6 +32,9 @@ pub struct ServerConfig {
     pub maintenance_interval_secs: u64,
     /// How often the tracker should ping, in milliseconds.
     pub ping_interval_ms: i64,
+    /// Origins allowed to embed the agent view in an iframe (CSP `frame-ancestors`), e.g.
+    /// `https://desk.example.com`; empty = only Waymark's own pages.
+    pub ui_frame_ancestors: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,6 +79,7 @@ impl Default for ServerConfig {
             ua_regexes: None,
             maintenance_interval_secs: 60,
             ping_interval_ms: 5_000,
+            ui_frame_ancestors: Vec::new(),
         }
     }
 }

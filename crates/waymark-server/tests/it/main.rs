@@ -4,6 +4,7 @@
 mod harness;
 
 mod access;
+mod agent_ui;
 mod auth;
 mod identity;
 mod live;
