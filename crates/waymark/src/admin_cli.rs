@@ -513,3 +513,63 @@ pub async fn oauth_clients(config: Option<&PathBuf>, cmd: OauthClientsCommand) -
     }
     .context("OAuth client command failed")
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::{AdminCommand, Cli, Command};
+    use clap::{CommandFactory, Parser};
+
+    #[test]
+    fn the_command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn admin_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "waymark",
+            "admin",
+            "users",
+            "add",
+            "--data",
+            "/tmp/x",
+            "--org",
+            "Acme",
+            "--email",
+            "a@b.example",
+            "--name",
+            "A",
+            "--role",
+            "User",
+            "--role",
+            "Scores",
+        ])
+        .expect("parse");
+        match cli.command {
+            Command::Admin(AdminCommand::Users(super::UsersCommand::Add { roles, target, .. })) => {
+                assert_eq!(roles, ["User", "Scores"]);
+                assert_eq!(target.org, "Acme");
+            }
+            other => panic!("{other:?}"),
+        }
+        for args in [
+            &[
+                "waymark",
+                "admin",
+                "deployments",
+                "add",
+                "Blog",
+                "--domain",
+                "blog.example",
+                "--exclude-ip",
+                "10.0.0.0/8",
+            ][..],
+            &["waymark", "admin", "tokens", "issue", "--user", "a@b.example", "--expires-in-days", "7"],
+            &["waymark", "admin", "oauth-clients", "add", "crm", "--role", "User"],
+            &["waymark", "admin", "roles", "add", "Scores", "--permission", "journey:outcomescores:view"],
+        ] {
+            Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+        assert!(Cli::try_parse_from(["waymark", "admin", "tokens", "issue"]).is_err(), "--user is required");
+    }
+}
