@@ -4,7 +4,9 @@
 //! result at `/openapi.json` and a small reader page at `/docs`.
 
 use crate::state::AppState;
-use crate::{admin_api, conversation_api, journey_api, live_api, login_api, routing_api, sign_in, tracking};
+use crate::{
+    admin_api, conversation_api, journey_api, live_api, routing_api, rules_api, scores_api, sign_in, tracking,
+};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
@@ -28,10 +30,10 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "journey", description = "Genesys-compatible Journey read API"),
         (name = "external contacts", description = "External contacts"),
         (name = "tracking", description = "Public ingestion from websites (no token)"),
-        (name = "conversations", description = "Conversation lifecycle ingestion from the contact center"),
-        (name = "routing", description = "Queues and wrap-up codes"),
         (name = "sign-in", description = "OAuth client credentials, password sign-in"),
         (name = "admin", description = "Users, roles, divisions, tokens, OAuth clients, deployments"),
+        (name = "conversations", description = "Conversation lifecycle events from the contact center"),
+        (name = "routing", description = "Queues and wrap-up codes"),
     )
 )]
 struct ApiDoc;
@@ -60,9 +62,10 @@ pub fn api_routes(body_limit: usize) -> OpenApiRouter<AppState> {
         .merge(live_api::routes())
         .merge(sign_in::routes())
         .merge(admin_api::routes())
-        .merge(login_api::routes())
         .merge(conversation_api::routes())
         .merge(routing_api::routes())
+        .merge(rules_api::routes())
+        .merge(scores_api::routes())
 }
 
 /// The document alone (for tests and `waymark openapi`).

@@ -1,4 +1,4 @@
-//! After a commit: tell the live hub what changed.
+//! After a commit: tell the live hub what changed, and score the web sessions that moved.
 
 use crate::live::LiveChange;
 use crate::state::AppState;
@@ -22,6 +22,7 @@ pub async fn publish_results(state: &AppState, org: OrgId, results: &[ItemResult
                     state.hub.publish(org, LiveChange::Event { record: record.clone(), event: Arc::new(d.clone()) });
                 }
                 state.hub.publish(org, LiveChange::Session(record));
+                state.predictions.after_web_event(state, org, stored).await;
             }
             ItemResult::Conversation(stored) => {
                 let record = Arc::new(stored.session.clone());

@@ -24,6 +24,8 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use waymark_domain::conversation::RoutingRef;
 use waymark_domain::ids::{OrgId, UserId};
 use waymark_domain::{ErrorCode, Timestamp};
@@ -150,8 +152,8 @@ pub async fn resolve(
                 role_ids: Vec::new(),
                 division_ids: Vec::new(),
                 active: true,
-                created: now,
                 service: false,
+                created: now,
             };
             Record::new(RecordKind::User, Some(org), id.clone(), name.clone(), to_json(&user)?, now)
         }
@@ -358,13 +360,7 @@ fn json_body(body: Result<Json<Value>, axum::extract::rejection::JsonRejection>)
 type JsonBody = Result<Json<Value>, axum::extract::rejection::JsonRejection>;
 
 /// `GET /api/v2/routing/queues?name=&id=&pageSize=&pageNumber=`.
-#[utoipa::path(get, path = "/api/v2/routing/queues", tag = "routing",
-    description = "Queues. Needs `routing:queue:view or routing:queue:search`.",
-    params(("name" = Option<String>, Query, description = "Name filter, `*` wildcards"), ("id" = Option<String>, Query, description = "Ids, comma-joined or repeated"), ("pageSize" = Option<u32>, Query, description = "Page size"), ("pageNumber" = Option<u32>, Query, description = "From 1")),
-    responses((status = 200, description = "QueueEntityListing", body = serde_json::Value), (status = 400, description = "Invalid request"),
-        (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"),
-        (status = 404, description = "Not found"), (status = 409, description = "Name taken")),
-    security(("bearer" = []), ("session_cookie" = [])))]
+#[utoipa::path(get, path = "/api/v2/routing/queues", tag = "routing", description = "Queues of the organisation. Needs `routing:queue:view`.", params(("name" = Option<String>, Query, description = "Name filter"), ("pageSize" = Option<u32>, Query, description = "Page size"), ("pageNumber" = Option<u32>, Query, description = "Page number")), responses((status = 200, description = "Success", body = serde_json::Value), (status = 400, description = "Invalid input"), (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"), (status = 404, description = "Not found")), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn list_queues(
     auth: Authorized<QueueView>,
     State(state): State<AppState>,
@@ -374,13 +370,7 @@ pub async fn list_queues(
 }
 
 /// `POST /api/v2/routing/queues`.
-#[utoipa::path(post, path = "/api/v2/routing/queues", tag = "routing",
-    description = "Create a queue. Needs `routing:queue:edit`.",
-    request_body(content = serde_json::Value, description = "Genesys `Queue` fields: `name`, `description`"),
-    responses((status = 201, description = "Queue", body = serde_json::Value), (status = 400, description = "Invalid request"),
-        (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"),
-        (status = 404, description = "Not found"), (status = 409, description = "Name taken")),
-    security(("bearer" = []), ("session_cookie" = [])))]
+#[utoipa::path(post, path = "/api/v2/routing/queues", tag = "routing", description = "Create a queue. Needs `routing:queue:edit`.", request_body = serde_json::Value, responses((status = 201, description = "Success", body = serde_json::Value), (status = 400, description = "Invalid input"), (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"), (status = 404, description = "Not found")), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn create_queue(
     auth: Authorized<QueueEdit>,
     State(state): State<AppState>,
@@ -390,13 +380,7 @@ pub async fn create_queue(
 }
 
 /// `GET /api/v2/routing/queues/{queueId}`.
-#[utoipa::path(get, path = "/api/v2/routing/queues/{queue_id}", tag = "routing",
-    description = "One queue. Needs `routing:queue:view or routing:queue:search`.",
-    params(("queue_id" = String, Path, description = "Queue id")),
-    responses((status = 200, description = "Queue", body = serde_json::Value), (status = 400, description = "Invalid request"),
-        (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"),
-        (status = 404, description = "Not found"), (status = 409, description = "Name taken")),
-    security(("bearer" = []), ("session_cookie" = [])))]
+#[utoipa::path(get, path = "/api/v2/routing/queues/{queue_id}", tag = "routing", description = "One queue. Needs `routing:queue:view`.", params(("queue_id" = String, Path, description = "Queue id")), responses((status = 200, description = "Success", body = serde_json::Value), (status = 400, description = "Invalid input"), (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"), (status = 404, description = "Not found")), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn get_queue(
     auth: Authorized<QueueView>,
     State(state): State<AppState>,
@@ -406,14 +390,7 @@ pub async fn get_queue(
 }
 
 /// `PUT /api/v2/routing/queues/{queueId}`.
-#[utoipa::path(put, path = "/api/v2/routing/queues/{queue_id}", tag = "routing",
-    description = "Change a queue. Needs `routing:queue:edit`.",
-    params(("queue_id" = String, Path, description = "Queue id")),
-    request_body(content = serde_json::Value, description = "Genesys `Queue` fields: `name`, `description`"),
-    responses((status = 200, description = "Queue", body = serde_json::Value), (status = 400, description = "Invalid request"),
-        (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"),
-        (status = 404, description = "Not found"), (status = 409, description = "Name taken")),
-    security(("bearer" = []), ("session_cookie" = [])))]
+#[utoipa::path(put, path = "/api/v2/routing/queues/{queue_id}", tag = "routing", description = "Update a queue. Needs `routing:queue:edit`.", params(("queue_id" = String, Path, description = "Queue id")), request_body = serde_json::Value, responses((status = 200, description = "Success", body = serde_json::Value), (status = 400, description = "Invalid input"), (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"), (status = 404, description = "Not found")), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn put_queue(
     auth: Authorized<QueueEdit>,
     State(state): State<AppState>,
@@ -424,13 +401,7 @@ pub async fn put_queue(
 }
 
 /// `DELETE /api/v2/routing/queues/{queueId}`.
-#[utoipa::path(delete, path = "/api/v2/routing/queues/{queue_id}", tag = "routing",
-    description = "Delete a queue. Needs `routing:queue:edit`.",
-    params(("queue_id" = String, Path, description = "Queue id")),
-    responses((status = 204, description = "Queue", body = serde_json::Value), (status = 400, description = "Invalid request"),
-        (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"),
-        (status = 404, description = "Not found"), (status = 409, description = "Name taken")),
-    security(("bearer" = []), ("session_cookie" = [])))]
+#[utoipa::path(delete, path = "/api/v2/routing/queues/{queue_id}", tag = "routing", description = "Delete a queue. Needs `routing:queue:edit`.", params(("queue_id" = String, Path, description = "Queue id")), responses((status = 204, description = "Success", body = serde_json::Value), (status = 400, description = "Invalid input"), (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"), (status = 404, description = "Not found")), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn delete_queue(
     auth: Authorized<QueueEdit>,
     State(state): State<AppState>,
@@ -440,13 +411,7 @@ pub async fn delete_queue(
 }
 
 /// `GET /api/v2/routing/wrapupcodes?name=&id=&pageSize=&pageNumber=`.
-#[utoipa::path(get, path = "/api/v2/routing/wrapupcodes", tag = "routing",
-    description = "Wrap-up codes. Needs `routing:wrapupCode:view`.",
-    params(("name" = Option<String>, Query, description = "Name filter, `*` wildcards"), ("id" = Option<String>, Query, description = "Ids, comma-joined or repeated"), ("pageSize" = Option<u32>, Query, description = "Page size"), ("pageNumber" = Option<u32>, Query, description = "From 1")),
-    responses((status = 200, description = "WrapupCodeEntityListing", body = serde_json::Value), (status = 400, description = "Invalid request"),
-        (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"),
-        (status = 404, description = "Not found"), (status = 409, description = "Name taken")),
-    security(("bearer" = []), ("session_cookie" = [])))]
+#[utoipa::path(get, path = "/api/v2/routing/wrapupcodes", tag = "routing", description = "Wrap-up codes. Needs `routing:wrapupCode:view`.", params(("name" = Option<String>, Query, description = "Name filter"), ("pageSize" = Option<u32>, Query, description = "Page size"), ("pageNumber" = Option<u32>, Query, description = "Page number")), responses((status = 200, description = "Success", body = serde_json::Value), (status = 400, description = "Invalid input"), (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"), (status = 404, description = "Not found")), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn list_wrapup_codes(
     auth: Authorized<WrapupCodeView>,
     State(state): State<AppState>,
@@ -456,13 +421,7 @@ pub async fn list_wrapup_codes(
 }
 
 /// `POST /api/v2/routing/wrapupcodes`.
-#[utoipa::path(post, path = "/api/v2/routing/wrapupcodes", tag = "routing",
-    description = "Create a wrap-up code. Needs `routing:wrapupCode:edit`.",
-    request_body(content = serde_json::Value, description = "Genesys `WrapupCode` fields: `name`, `description`"),
-    responses((status = 201, description = "WrapupCode", body = serde_json::Value), (status = 400, description = "Invalid request"),
-        (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"),
-        (status = 404, description = "Not found"), (status = 409, description = "Name taken")),
-    security(("bearer" = []), ("session_cookie" = [])))]
+#[utoipa::path(post, path = "/api/v2/routing/wrapupcodes", tag = "routing", description = "Create a wrap-up code. Needs `routing:wrapupCode:edit`.", request_body = serde_json::Value, responses((status = 201, description = "Success", body = serde_json::Value), (status = 400, description = "Invalid input"), (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"), (status = 404, description = "Not found")), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn create_wrapup_code(
     auth: Authorized<WrapupCodeEdit>,
     State(state): State<AppState>,
@@ -472,13 +431,7 @@ pub async fn create_wrapup_code(
 }
 
 /// `GET /api/v2/routing/wrapupcodes/{codeId}`.
-#[utoipa::path(get, path = "/api/v2/routing/wrapupcodes/{code_id}", tag = "routing",
-    description = "One wrap-up code. Needs `routing:wrapupCode:view`.",
-    params(("code_id" = String, Path, description = "Wrap-up code id")),
-    responses((status = 200, description = "WrapupCode", body = serde_json::Value), (status = 400, description = "Invalid request"),
-        (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"),
-        (status = 404, description = "Not found"), (status = 409, description = "Name taken")),
-    security(("bearer" = []), ("session_cookie" = [])))]
+#[utoipa::path(get, path = "/api/v2/routing/wrapupcodes/{code_id}", tag = "routing", description = "One wrap-up code. Needs `routing:wrapupCode:view`.", params(("code_id" = String, Path, description = "Wrap-up code id")), responses((status = 200, description = "Success", body = serde_json::Value), (status = 400, description = "Invalid input"), (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"), (status = 404, description = "Not found")), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn get_wrapup_code(
     auth: Authorized<WrapupCodeView>,
     State(state): State<AppState>,
@@ -488,14 +441,7 @@ pub async fn get_wrapup_code(
 }
 
 /// `PUT /api/v2/routing/wrapupcodes/{codeId}`.
-#[utoipa::path(put, path = "/api/v2/routing/wrapupcodes/{code_id}", tag = "routing",
-    description = "Change a wrap-up code. Needs `routing:wrapupCode:edit`.",
-    params(("code_id" = String, Path, description = "Wrap-up code id")),
-    request_body(content = serde_json::Value, description = "Genesys `WrapupCode` fields: `name`, `description`"),
-    responses((status = 200, description = "WrapupCode", body = serde_json::Value), (status = 400, description = "Invalid request"),
-        (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"),
-        (status = 404, description = "Not found"), (status = 409, description = "Name taken")),
-    security(("bearer" = []), ("session_cookie" = [])))]
+#[utoipa::path(put, path = "/api/v2/routing/wrapupcodes/{code_id}", tag = "routing", description = "Update a wrap-up code. Needs `routing:wrapupCode:edit`.", params(("code_id" = String, Path, description = "Wrap-up code id")), request_body = serde_json::Value, responses((status = 200, description = "Success", body = serde_json::Value), (status = 400, description = "Invalid input"), (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"), (status = 404, description = "Not found")), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn put_wrapup_code(
     auth: Authorized<WrapupCodeEdit>,
     State(state): State<AppState>,
@@ -506,13 +452,7 @@ pub async fn put_wrapup_code(
 }
 
 /// `DELETE /api/v2/routing/wrapupcodes/{codeId}`.
-#[utoipa::path(delete, path = "/api/v2/routing/wrapupcodes/{code_id}", tag = "routing",
-    description = "Delete a wrap-up code. Needs `routing:wrapupCode:edit`.",
-    params(("code_id" = String, Path, description = "Wrap-up code id")),
-    responses((status = 204, description = "WrapupCode", body = serde_json::Value), (status = 400, description = "Invalid request"),
-        (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"),
-        (status = 404, description = "Not found"), (status = 409, description = "Name taken")),
-    security(("bearer" = []), ("session_cookie" = [])))]
+#[utoipa::path(delete, path = "/api/v2/routing/wrapupcodes/{code_id}", tag = "routing", description = "Delete a wrap-up code. Needs `routing:wrapupCode:edit`.", params(("code_id" = String, Path, description = "Wrap-up code id")), responses((status = 204, description = "Success", body = serde_json::Value), (status = 400, description = "Invalid input"), (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"), (status = 404, description = "Not found")), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn delete_wrapup_code(
     auth: Authorized<WrapupCodeEdit>,
     State(state): State<AppState>,
@@ -521,10 +461,9 @@ pub async fn delete_wrapup_code(
     delete_entity(&state, auth.org, RoutingKind::WrapupCode, &id).await
 }
 
-/// Routing records. (`/api/v2/users`, which lists these agents too, is served by `admin_api`.)
-pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
-    use utoipa_axum::routes;
-    utoipa_axum::router::OpenApiRouter::new()
+/// Routing records (documented in the OpenAPI document).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .routes(routes!(list_queues, create_queue))
         .routes(routes!(get_queue, put_queue, delete_queue))
         .routes(routes!(list_wrapup_codes, create_wrapup_code))

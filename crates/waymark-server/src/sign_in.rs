@@ -1,11 +1,13 @@
-//! Signing in for integrations and the Genesys SDKs: the OAuth 2 client-credentials grant (`POST /oauth/token`,
-//! RFC 6749 §4.4), and token revocation. (People sign in through `login_api`.)
+//! Signing in. Integrations and the Genesys SDKs use the OAuth 2 client-credentials grant
+//! (`POST /oauth/token`, RFC 6749 §4.4); people sign in with email and password (`POST /api/v2/login`), which
+//! sets the HttpOnly session cookie the agent UI runs on, and sign out with `POST /api/v2/logout`.
 //!
-//! Client secrets are checked with Argon2id on a blocking thread, against a decoy hash when the client is
-//! unknown (same cost either way), and attempts are throttled per client address and per client id.
+//! Secrets are checked with Argon2id on a blocking thread, against a decoy hash when the account is unknown
+//! (same cost either way), and attempts are throttled per client address and per account.
 
-use crate::accounts::{OauthClient, TokenKind, decoy_hash, verify_password};
-use crate::auth::forget_tokens;
+use crate::accounts::{OauthClient, SESSION_TTL_SECS, TokenKind, User, decoy_hash, verify_password};
+use crate::auth::guards::SignedIn;
+use crate::auth::{Authorized, SESSION_COOKIE, forget_tokens};
 use crate::bootstrap::{issue_token, put};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -21,6 +23,7 @@ use std::net::{IpAddr, SocketAddr};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use waymark_domain::ErrorCode;
 use waymark_store::RecordKind;
 
 /// RFC 6749 §5.1 access token response.
@@ -195,6 +198,134 @@ async fn lookup_client(state: &AppState, id: &str) -> ApiResult<Option<OauthClie
     }
 }
 
+/// A sign-in request.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+/// Who signed in.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginResponse {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    /// Seconds until the session expires.
+    pub expires_in: i64,
+}
+
+/// A sign-in request that names an origin must come from our own pages: a foreign page must not sign a
+/// browser in to an account of the attacker's choosing (login CSRF).
+fn same_origin(headers: &HeaderMap) -> bool {
+    match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(origin) => {
+            let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+            origin.split_once("://").map(|(_, h)| h) == Some(host)
+        }
+    }
+}
+
+/// `POST /api/v2/login`: password sign-in; sets the session cookie.
+#[utoipa::path(
+    post,
+    path = "/api/v2/login",
+    tag = "sign-in",
+    description = "Sign in with email and password. Sets the `waymark_session` cookie (HttpOnly, SameSite=Strict) \
+        that the agent UI uses. Attempts are limited per client address and per account.",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in; the cookie is set", body = LoginResponse),
+        (status = 400, description = "Malformed body"),
+        (status = 401, description = "Wrong email or password (`invalid_credentials`)"),
+        (status = 429, description = "Too many attempts; see Retry-After"),
+    )
+)]
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: LoginRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(ErrorCode::MalformedJson, format!("the body must be JSON {{\"email\", \"password\"}}: {e}"))
+    })?;
+    if !same_origin(&headers) {
+        return Err(ApiError::new(
+            ErrorCode::CsrfRejected,
+            "sign-in must come from Waymark's own pages (the Origin header names another site)",
+        ));
+    }
+    let email = req.email.trim().to_lowercase();
+    if email.is_empty() || email.len() > 320 || req.password.len() > 1024 {
+        return Err(ApiError::new(ErrorCode::InvalidCredentials, "wrong email or password"));
+    }
+    let ip = client_address(&state, &headers, peer);
+    state.limiters.login(ip, &email)?;
+    let user = match state.store.find_record(RecordKind::User, None, &email).await? {
+        Some(r) => Some(r.decode::<User>()?),
+        None => None,
+    };
+    let hash = user.as_ref().and_then(|u| u.password_hash.clone()).unwrap_or_else(|| decoy_hash().to_string());
+    let ok = verify_off_runtime(req.password, hash).await;
+    let Some(user) = user.filter(|u| ok && u.active && u.password_hash.is_some()) else {
+        tracing::info!(%ip, "sign-in failed");
+        return Err(ApiError::new(ErrorCode::InvalidCredentials, "wrong email or password"));
+    };
+    let now = state.clock.now();
+    let (token, raw) = issue_token(
+        state.store.as_ref(),
+        user.org,
+        user.id,
+        TokenKind::Session,
+        Some(now.plus_secs(SESSION_TTL_SECS)),
+        "browser sign-in",
+        now,
+    )
+    .await?;
+    tracing::info!(user = %user.id, session = %token.id, "signed in");
+    let cookie = format!(
+        "{SESSION_COOKIE}={raw}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_TTL_SECS}{}",
+        if state.config.secure_cookies { "; Secure" } else { "" }
+    );
+    let mut resp = Json(LoginResponse {
+        id: user.id.to_string(),
+        name: user.name,
+        email: user.email,
+        expires_in: SESSION_TTL_SECS,
+    })
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    no_store(resp.headers_mut());
+    Ok(resp)
+}
+
+/// `POST /api/v2/logout`: revoke the presented session (or token) and clear the cookie.
+#[utoipa::path(
+    post,
+    path = "/api/v2/logout",
+    tag = "sign-in",
+    description = "Sign out: revokes the session cookie (or the bearer token) this request was made with.",
+    responses((status = 204, description = "Signed out; the cookie is cleared"), (status = 401, description = "Not signed in")),
+    security(("bearer" = []), ("session_cookie" = []))
+)]
+pub async fn logout(auth: Authorized<SignedIn>, State(state): State<AppState>) -> ApiResult<Response> {
+    revoke_token(&state, &auth.token_id).await?;
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    let clear = format!(
+        "{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{}",
+        if state.config.secure_cookies { "; Secure" } else { "" }
+    );
+    if let Ok(v) = HeaderValue::from_str(&clear) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(resp)
+}
+
 /// Mark a token revoked and forget cached tokens. `false` when there was no such token.
 pub async fn revoke_token(state: &AppState, token_id: &str) -> ApiResult<bool> {
     let Some(rec) = state.store.get_record(RecordKind::Token, token_id).await? else { return Ok(false) };
@@ -220,7 +351,7 @@ pub async fn revoke_token(state: &AppState, token_id: &str) -> ApiResult<bool> {
 
 /// Routes of this module.
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(oauth_token)).layer(axum::extract::DefaultBodyLimit::max(8 * 1024))
+    OpenApiRouter::new().routes(routes!(oauth_token)).routes(routes!(login)).routes(routes!(logout))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod admin_cli;
 mod cli;
 mod demo;
 mod settings;
+mod visitors;
 
 use anyhow::Result;
 use clap::Parser;

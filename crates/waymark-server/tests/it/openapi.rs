@@ -8,9 +8,9 @@ use std::collections::BTreeSet;
 crate::store_tests!(every_route_is_documented_and_every_documented_operation_is_routed);
 
 /// Operational endpoints that are deliberately not part of the API document.
-const NOT_API: &[&str] = &["/health", "/metrics", "/openapi.json", "/docs"];
-/// The agent UI's pages and page-private JSON live under this prefix; they are not the public API.
-const UI_PREFIX: &str = "/agent";
+const NOT_API: &[&str] = &["/", "/health", "/metrics", "/openapi.json", "/docs"];
+/// Pages and static assets (the agent UI, the tracking script), not API.
+const NOT_API_PREFIXES: &[&str] = &["/agent", "/sdk/"];
 const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];
 
 /// The paths registered in an axum router, read from its `Debug` output (axum prints its path table).
@@ -66,7 +66,7 @@ async fn every_route_is_documented_and_every_documented_operation_is_routed(b: B
     let routed = router_paths(&router);
     assert!(routed.len() >= 10, "could not read the router's paths from its Debug output: {routed:?}");
     for p in &routed {
-        if NOT_API.contains(&p.as_str()) || p == UI_PREFIX || p.starts_with(&format!("{UI_PREFIX}/")) {
+        if NOT_API.contains(&p.as_str()) || NOT_API_PREFIXES.iter().any(|x| p.starts_with(x)) {
             continue;
         }
         assert!(
