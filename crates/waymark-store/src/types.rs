@@ -208,3 +208,42 @@ pub struct StoreStats {
     pub customers: u64,
     pub contacts: u64,
 }
+
+/// Changes another node committed, read back from the store for the live hub.
+#[derive(Debug, Clone)]
+pub struct RemoteChange {
+    pub org: OrgId,
+    pub items: Vec<RemoteItem>,
+}
+
+#[derive(Debug, Clone)]
+pub enum RemoteItem {
+    /// A session's new state.
+    Session(Box<SessionRecord>),
+    /// A new event on a session.
+    Event { record: Box<SessionRecord>, event: Box<Event> },
+}
+
+/// Permission to run a background job now (see [`crate::Store::job_lease`]); whatever lock backs it is
+/// released when the lease is dropped.
+pub struct JobLease {
+    _guard: Option<Box<dyn Send + Sync>>,
+}
+
+impl JobLease {
+    /// A lease that needs no lock (a store with one node).
+    pub fn local() -> Self {
+        JobLease { _guard: None }
+    }
+
+    /// A lease held by `guard` until dropped.
+    pub fn holding(guard: impl Send + Sync + 'static) -> Self {
+        JobLease { _guard: Some(Box::new(guard)) }
+    }
+}
+
+impl std::fmt::Debug for JobLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self._guard.is_some() { "JobLease(held)" } else { "JobLease(local)" })
+    }
+}

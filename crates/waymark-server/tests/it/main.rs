@@ -9,6 +9,7 @@ mod auth;
 mod conversations;
 mod identity;
 mod live;
+mod nodes;
 mod openapi;
 mod scores;
 mod sdk_compat;
