@@ -214,6 +214,20 @@ async fn hash_off_runtime(password: String) -> ApiResult<String> {
         .map_err(|e| ApiError::new(ErrorCode::Internal, format!("password hashing failed: {e}")))
 }
 
+/// The operator at the console (`waymark admin …` on the store itself): every permission in `org`, every
+/// division. Never reachable over HTTP.
+pub fn operator(org: OrgId) -> Caller {
+    Caller {
+        org,
+        user_id: UserId(uuid::Uuid::nil()),
+        user_name: "operator".into(),
+        permissions: PermissionSet::all(),
+        divisions: None,
+        token_id: String::new(),
+        via_cookie: false,
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Users
 
@@ -228,14 +242,14 @@ fn user_json(u: &User) -> Value {
         "dateCreated": u.created,
         "selfUri": format!("/api/v2/users/{}", u.id),
     });
-    // Agents seen only in conversations have no email; absent values are omitted on the wire.
+    // Agents first seen in conversations have no email (and never sign in).
     if !u.email.is_empty() {
         v["email"] = json!(u.email);
     }
     v
 }
 
-async fn org_users(state: &AppState, org: OrgId) -> ApiResult<Vec<User>> {
+pub async fn org_users(state: &AppState, org: OrgId) -> ApiResult<Vec<User>> {
     let mut users = Vec::new();
     for r in state.store.list_records(RecordKind::User, None).await? {
         let u: User = r.decode()?;
@@ -247,14 +261,22 @@ async fn org_users(state: &AppState, org: OrgId) -> ApiResult<Vec<User>> {
 }
 
 async fn save_user(state: &AppState, u: &User) -> ApiResult<()> {
-    put(state.store.as_ref(), RecordKind::User, None, &u.id.to_string(), &u.email, u, state.clock.now(), true).await?;
+    let now = state.clock.now();
+    if u.email.is_empty() {
+        // An agent record from conversation ingestion: scoped to its organisation and named by display name.
+        put(state.store.as_ref(), RecordKind::User, Some(u.org), &u.id.to_string(), &u.name, u, now, false).await?;
+    } else {
+        put(state.store.as_ref(), RecordKind::User, None, &u.id.to_string(), &u.email, u, now, true).await?;
+    }
     forget_tokens(state);
     Ok(())
 }
 
-#[utoipa::path(get, path = "/api/v2/users", tag = "admin", description = "People of the organisation. Needs `directory:user:view`.",
-    params(("pageSize" = Option<u32>, Query, description = "1–500"), ("pageNumber" = Option<u32>, Query, description = "From 1"),
-        ("name" = Option<String>, Query, description = "Name, `*` wildcards at either end"), ("id" = Option<String>, Query, description = "Ids, comma-joined or repeated")),
+#[utoipa::path(get, path = "/api/v2/users", tag = "admin",
+    description = "People of the organisation: sign-in accounts and agents seen in conversations, by name. Needs \
+        `directory:user:view`.",
+    params(("name" = Option<String>, Query, description = "Name filter, `*` wildcards"),
+        ("id" = Option<String>, Query, description = "Ids, comma-joined or repeated"),("pageSize" = Option<u32>, Query, description = "1–500"), ("pageNumber" = Option<u32>, Query, description = "From 1")),
     responses((status = 200, description = "Page of users", body = serde_json::Value), (status = 401, description = "No valid token"),
         (status = 403, description = "Missing permission")),
     security(("bearer" = []), ("session_cookie" = [])))]
@@ -266,12 +288,13 @@ pub async fn list_users(
     let q = QueryParams::parse(q);
     let name = q.get("name").map(str::to_string);
     let ids = q.list("id");
-    let users: Vec<User> = org_users(&state, auth.org)
+    let mut users: Vec<User> = org_users(&state, auth.org)
         .await?
         .into_iter()
         .filter(|u| name.as_ref().is_none_or(|n| crate::routing_api::name_matches(n, &u.name)))
         .filter(|u| ids.is_empty() || ids.contains(&u.id.to_string()))
         .collect();
+    users.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()).then(a.id.cmp(&b.id)));
     paged(users.iter().map(user_json).collect(), &q, "/api/v2/users")
 }
 
@@ -344,14 +367,18 @@ pub async fn create_user(
     State(state): State<AppState>,
     bytes: Bytes,
 ) -> ApiResult<Response> {
-    let req: CreateUser = body(&bytes)?;
+    Ok(created(add_user(&state, &auth, body(&bytes)?).await?))
+}
+
+/// The operation behind `create_user`, for the API and the `waymark admin` CLI.
+pub async fn add_user(state: &AppState, caller: &Caller, req: CreateUser) -> ApiResult<Value> {
     let email = check_email(&req.email)?;
     let name = check_name("name", &req.name, 200)?;
-    let role_ids = grantable_roles(&state, &auth, &req.role_ids).await?;
-    let division_ids = if req.division_ids.is_empty() && auth.divisions.is_some() {
-        auth.divisions.clone().unwrap_or_default()
+    let role_ids = grantable_roles(state, caller, &req.role_ids).await?;
+    let division_ids = if req.division_ids.is_empty() && caller.divisions.is_some() {
+        caller.divisions.clone().unwrap_or_default()
     } else {
-        grantable_divisions(&state, &auth, &req.division_ids).await?
+        grantable_divisions(state, caller, &req.division_ids).await?
     };
     let password_hash = match req.password {
         Some(p) => {
@@ -363,7 +390,7 @@ pub async fn create_user(
     let now = state.clock.now();
     let user = User {
         id: UserId::new_v7(now),
-        org: auth.org,
+        org: caller.org,
         email,
         name,
         password_hash,
@@ -373,9 +400,9 @@ pub async fn create_user(
         created: now,
         service: false,
     };
-    save_user(&state, &user).await?;
-    tracing::info!(by = %auth.user_id, user = %user.id, "user created");
-    Ok(created(user_json(&user)))
+    save_user(state, &user).await?;
+    tracing::info!(by = %caller.user_id, user = %user.id, "user created");
+    Ok(user_json(&user))
 }
 
 /// Change a person; omitted fields stay.
@@ -403,13 +430,17 @@ pub async fn patch_user(
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let req: PatchUser = body(&bytes)?;
-    let mut u: User = own_record(&state, &auth, RecordKind::User, &id, "user", |u: &User| u.org).await?;
+    Ok(Json(change_user(&state, &auth, &id, body(&bytes)?).await?))
+}
+
+/// The operation behind `patch_user`, for the API and the `waymark admin` CLI.
+pub async fn change_user(state: &AppState, caller: &Caller, id: &str, req: PatchUser) -> ApiResult<Value> {
+    let mut u: User = own_record(state, caller, RecordKind::User, id, "user", |u: &User| u.org).await?;
     if u.service {
         return Err(ApiError::not_found("user"));
     }
     // A division-limited admin manages only users inside their divisions.
-    if let Some(mine) = &auth.divisions
+    if let Some(mine) = &caller.divisions
         && (u.division_ids.is_empty() || u.division_ids.iter().any(|d| !mine.contains(d)))
     {
         return Err(ApiError::not_found("user"));
@@ -421,10 +452,10 @@ pub async fn patch_user(
         u.email = check_email(e)?;
     }
     if let Some(r) = &req.role_ids {
-        u.role_ids = grantable_roles(&state, &auth, r).await?;
+        u.role_ids = grantable_roles(state, caller, r).await?;
     }
     if let Some(d) = &req.division_ids {
-        u.division_ids = grantable_divisions(&state, &auth, d).await?;
+        u.division_ids = grantable_divisions(state, caller, d).await?;
     }
     if let Some(s) = &req.state {
         u.active = match s.as_str() {
@@ -432,7 +463,7 @@ pub async fn patch_user(
             "inactive" => false,
             other => return Err(invalid("state", format!("state must be 'active' or 'inactive', not {other:?}"))),
         };
-        if !u.active && u.id == auth.user_id {
+        if !u.active && u.id == caller.user_id {
             return Err(ApiError::new(ErrorCode::Conflict, "you cannot deactivate yourself"));
         }
     }
@@ -440,9 +471,9 @@ pub async fn patch_user(
         check_password(&p)?;
         u.password_hash = Some(hash_off_runtime(p).await?);
     }
-    save_user(&state, &u).await?;
-    tracing::info!(by = %auth.user_id, user = %u.id, "user changed");
-    Ok(Json(user_json(&u)))
+    save_user(state, &u).await?;
+    tracing::info!(by = %caller.user_id, user = %u.id, "user changed");
+    Ok(user_json(&u))
 }
 
 #[utoipa::path(delete, path = "/api/v2/users/{user_id}", tag = "admin",
@@ -456,22 +487,29 @@ pub async fn delete_user(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let u: User = own_record(&state, &auth, RecordKind::User, &id, "user", |u: &User| u.org).await?;
+    remove_user(&state, &auth, &id).await?;
+    Ok(no_content())
+}
+
+/// The operation behind `delete_user`, for the API and the `waymark admin` CLI.
+pub async fn remove_user(state: &AppState, caller: &Caller, id: &str) -> ApiResult<()> {
+    let u: User = own_record(state, caller, RecordKind::User, id, "user", |u: &User| u.org).await?;
     if u.service {
         return Err(ApiError::not_found("user"));
     }
-    if let Some(mine) = &auth.divisions
+    if let Some(mine) = &caller.divisions
         && (u.division_ids.is_empty() || u.division_ids.iter().any(|d| !mine.contains(d)))
     {
         return Err(ApiError::not_found("user"));
     }
-    if u.id == auth.user_id {
+    if u.id == caller.user_id {
         return Err(ApiError::new(ErrorCode::Conflict, "you cannot delete yourself"));
     }
-    state.store.delete_record(RecordKind::User, None, &u.id.to_string()).await?;
-    forget_tokens(&state);
-    tracing::info!(by = %auth.user_id, user = %u.id, "user deleted");
-    Ok(no_content())
+    let org = if u.email.is_empty() { Some(u.org) } else { None };
+    state.store.delete_record(RecordKind::User, org, &u.id.to_string()).await?;
+    forget_tokens(state);
+    tracing::info!(by = %caller.user_id, user = %u.id, "user deleted");
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -560,16 +598,20 @@ pub async fn create_role(
     State(state): State<AppState>,
     bytes: Bytes,
 ) -> ApiResult<Response> {
-    let req: RoleRequest = body(&bytes)?;
+    Ok(created(add_role(&state, &auth, body(&bytes)?).await?))
+}
+
+/// The operation behind `create_role`, for the API and the `waymark admin` CLI.
+pub async fn add_role(state: &AppState, caller: &Caller, req: RoleRequest) -> ApiResult<Value> {
     let name = check_name("name", req.name.as_deref().unwrap_or(""), 100)?;
     let (permissions, set) = canonical_permissions(&req.permissions.unwrap_or_default())?;
-    beyond_caller(&auth, set, "permissions")?;
+    beyond_caller(caller, set, "permissions")?;
     let now = state.clock.now();
-    let role = Role { id: RoleId::new_v7(now), org: auth.org, name, permissions, builtin: false };
-    put(state.store.as_ref(), RecordKind::Role, Some(auth.org), &role.id.to_string(), &role.name, &role, now, true)
+    let role = Role { id: RoleId::new_v7(now), org: caller.org, name, permissions, builtin: false };
+    put(state.store.as_ref(), RecordKind::Role, Some(caller.org), &role.id.to_string(), &role.name, &role, now, true)
         .await?;
-    tracing::info!(by = %auth.user_id, role = %role.id, "role created");
-    Ok(created(role_json(&role)))
+    tracing::info!(by = %caller.user_id, role = %role.id, "role created");
+    Ok(role_json(&role))
 }
 
 #[utoipa::path(patch, path = "/api/v2/authorization/roles/{role_id}", tag = "admin",
@@ -616,14 +658,20 @@ pub async fn delete_role(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let role: Role = own_record(&state, &auth, RecordKind::Role, &id, "role", |r: &Role| r.org).await?;
+    remove_role(&state, &auth, &id).await?;
+    Ok(no_content())
+}
+
+/// The operation behind `delete_role`, for the API and the `waymark admin` CLI.
+pub async fn remove_role(state: &AppState, caller: &Caller, id: &str) -> ApiResult<()> {
+    let role: Role = own_record(state, caller, RecordKind::Role, id, "role", |r: &Role| r.org).await?;
     if role.builtin {
         return Err(ApiError::new(ErrorCode::Conflict, "built-in roles cannot be deleted"));
     }
     let mut holders = 0;
     for r in state.store.list_records(RecordKind::User, None).await? {
         let u: User = r.decode()?;
-        if u.org == auth.org && u.role_ids.contains(&role.id) {
+        if u.org == caller.org && u.role_ids.contains(&role.id) {
             holders += 1;
         }
     }
@@ -633,9 +681,9 @@ pub async fn delete_role(
             format!("{holders} user(s) or OAuth client(s) still hold this role; take it away from them first"),
         ));
     }
-    state.store.delete_record(RecordKind::Role, Some(auth.org), &role.id.to_string()).await?;
-    forget_tokens(&state);
-    Ok(no_content())
+    state.store.delete_record(RecordKind::Role, Some(caller.org), &role.id.to_string()).await?;
+    forget_tokens(state);
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -713,17 +761,22 @@ pub async fn create_division(
     State(state): State<AppState>,
     bytes: Bytes,
 ) -> ApiResult<Response> {
-    let req: DivisionRequest = body(&bytes)?;
+    Ok(created(add_division(&state, &auth, body(&bytes)?).await?))
+}
+
+/// The operation behind `create_division`, for the API and the `waymark admin` CLI.
+pub async fn add_division(state: &AppState, caller: &Caller, req: DivisionRequest) -> ApiResult<Value> {
     let now = state.clock.now();
     let d = Division {
         id: DivisionId::new_v7(now),
-        org: auth.org,
+        org: caller.org,
         name: check_name("name", req.name.as_deref().unwrap_or(""), 100)?,
         description: req.description.unwrap_or_default(),
         created: now,
     };
-    put(state.store.as_ref(), RecordKind::Division, Some(auth.org), &d.id.to_string(), &d.name, &d, now, true).await?;
-    Ok(created(division_json(&d)))
+    put(state.store.as_ref(), RecordKind::Division, Some(caller.org), &d.id.to_string(), &d.name, &d, now, true)
+        .await?;
+    Ok(division_json(&d))
 }
 
 #[utoipa::path(patch, path = "/api/v2/authorization/divisions/{division_id}", tag = "admin",
@@ -873,8 +926,12 @@ pub async fn create_token(
     State(state): State<AppState>,
     bytes: Bytes,
 ) -> ApiResult<Response> {
-    let req: CreateToken = body(&bytes)?;
-    let owner = token_owner(&state, &auth, req.user_id.as_deref()).await?;
+    Ok(created(add_token(&state, &auth, body(&bytes)?).await?))
+}
+
+/// The operation behind `create_token`, for the API and the `waymark admin` CLI.
+pub async fn add_token(state: &AppState, caller: &Caller, req: CreateToken) -> ApiResult<Value> {
+    let owner = token_owner(state, caller, req.user_id.as_deref()).await?;
     let ttl = req.expires_in_seconds.unwrap_or(90 * 86_400);
     if !(60..=10 * 365 * 86_400).contains(&ttl) {
         return Err(invalid("expiresInSeconds", "expiresInSeconds must be from 60 to 315360000"));
@@ -885,7 +942,7 @@ pub async fn create_token(
     let now = state.clock.now();
     let (t, raw) = issue_token(
         state.store.as_ref(),
-        auth.org,
+        caller.org,
         owner,
         TokenKind::Api,
         Some(now.plus_secs(ttl)),
@@ -893,10 +950,10 @@ pub async fn create_token(
         now,
     )
     .await?;
-    tracing::info!(by = %auth.user_id, token = %t.id, "API token issued");
+    tracing::info!(by = %caller.user_id, token = %t.id, "API token issued");
     let mut v = token_json(&t, now);
     v["token"] = json!(raw);
-    Ok(created(v))
+    Ok(v)
 }
 
 #[utoipa::path(delete, path = "/api/v2/tokens/{token_id}", tag = "admin",
@@ -909,13 +966,19 @@ pub async fn delete_token(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let t: Token = own_record(&state, &auth, RecordKind::Token, &id, "token", |t: &Token| t.org).await?;
-    if t.user_id != auth.user_id && !auth.can(Permission::AuthorizationTokenEdit) {
+    remove_token(&state, &auth, &id).await?;
+    Ok(no_content())
+}
+
+/// The operation behind `delete_token`, for the API and the `waymark admin` CLI.
+pub async fn remove_token(state: &AppState, caller: &Caller, id: &str) -> ApiResult<()> {
+    let t: Token = own_record(state, caller, RecordKind::Token, id, "token", |t: &Token| t.org).await?;
+    if t.user_id != caller.user_id && !caller.can(Permission::AuthorizationTokenEdit) {
         // Someone else's token is indistinguishable from an absent one without the permission.
         return Err(ApiError::not_found("token"));
     }
-    revoke_token(&state, &t.id).await?;
-    Ok(no_content())
+    revoke_token(state, &t.id).await?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1043,13 +1106,17 @@ pub async fn create_client(
     State(state): State<AppState>,
     bytes: Bytes,
 ) -> ApiResult<Response> {
-    let req: CreateClient = body(&bytes)?;
+    Ok(created(add_client(&state, &auth, body(&bytes)?).await?))
+}
+
+/// The operation behind `create_client`, for the API and the `waymark admin` CLI.
+pub async fn add_client(state: &AppState, caller: &Caller, req: CreateClient) -> ApiResult<Value> {
     let name = check_name("name", &req.name, 100)?;
-    let roles = grantable_roles(&state, &auth, &req.role_ids).await?;
-    let divisions = if req.division_ids.is_empty() && auth.divisions.is_some() {
-        auth.divisions.clone().unwrap_or_default()
+    let roles = grantable_roles(state, caller, &req.role_ids).await?;
+    let divisions = if req.division_ids.is_empty() && caller.divisions.is_some() {
+        caller.divisions.clone().unwrap_or_default()
     } else {
-        grantable_divisions(&state, &auth, &req.division_ids).await?
+        grantable_divisions(state, caller, &req.division_ids).await?
     };
     let ttl = req.access_token_validity_seconds.unwrap_or(OAUTH_TOKEN_TTL_SECS);
     if !(300..=172_800).contains(&ttl) {
@@ -1057,12 +1124,12 @@ pub async fn create_client(
     }
     let now = state.clock.now();
     let (client, secret) =
-        create_oauth_client(state.store.as_ref(), auth.org, &name, &req.description, roles, divisions, ttl, now)
+        create_oauth_client(state.store.as_ref(), caller.org, &name, &req.description, roles, divisions, ttl, now)
             .await?;
-    tracing::info!(by = %auth.user_id, client = %client.id, "OAuth client created");
-    let mut v = client_json(&state, &client).await?;
+    tracing::info!(by = %caller.user_id, client = %client.id, "OAuth client created");
+    let mut v = client_json(state, &client).await?;
     v["secret"] = json!(secret);
-    Ok(created(v))
+    Ok(v)
 }
 
 #[utoipa::path(delete, path = "/api/v2/oauth/clients/{client_id}", tag = "admin",
@@ -1075,13 +1142,19 @@ pub async fn delete_client(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let c: OauthClient =
-        own_record(&state, &auth, RecordKind::OauthClient, &id, "OAuth client", |c: &OauthClient| c.org).await?;
-    state.store.delete_record(RecordKind::OauthClient, Some(auth.org), &c.id).await?;
-    state.store.delete_record(RecordKind::User, None, &c.user_id.to_string()).await?;
-    forget_tokens(&state);
-    tracing::info!(by = %auth.user_id, client = %c.id, "OAuth client deleted");
+    remove_client(&state, &auth, &id).await?;
     Ok(no_content())
+}
+
+/// The operation behind `delete_client`, for the API and the `waymark admin` CLI.
+pub async fn remove_client(state: &AppState, caller: &Caller, id: &str) -> ApiResult<()> {
+    let c: OauthClient =
+        own_record(state, caller, RecordKind::OauthClient, id, "OAuth client", |c: &OauthClient| c.org).await?;
+    state.store.delete_record(RecordKind::OauthClient, Some(caller.org), &c.id).await?;
+    state.store.delete_record(RecordKind::User, None, &c.user_id.to_string()).await?;
+    forget_tokens(state);
+    tracing::info!(by = %caller.user_id, client = %c.id, "OAuth client deleted");
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1256,22 +1329,26 @@ pub async fn create_deployment(
     State(state): State<AppState>,
     bytes: Bytes,
 ) -> ApiResult<Response> {
-    let req: DeploymentRequest = body(&bytes)?;
+    Ok(created(add_deployment(&state, &auth, body(&bytes)?).await?))
+}
+
+/// The operation behind `create_deployment`, for the API and the `waymark admin` CLI.
+pub async fn add_deployment(state: &AppState, caller: &Caller, req: DeploymentRequest) -> ApiResult<Value> {
     let now = state.clock.now();
-    let mut d = Deployment::new(auth.org, DeploymentId::new_v7(now), "");
+    let mut d = Deployment::new(caller.org, DeploymentId::new_v7(now), "");
     d.search_query_params = default_search_params();
     if req.name.is_none() {
         return Err(invalid("name", "name is required"));
     }
     let divisions_given = req.division_ids.is_some();
-    apply_deployment(&state, &auth, &mut d, req).await?;
-    if !divisions_given && let Some(mine) = &auth.divisions {
+    apply_deployment(state, caller, &mut d, req).await?;
+    if !divisions_given && let Some(mine) = &caller.divisions {
         d.division_ids = mine.clone();
     }
-    put(state.store.as_ref(), RecordKind::Deployment, Some(auth.org), &d.id.to_string(), &d.name, &d, now, false)
+    put(state.store.as_ref(), RecordKind::Deployment, Some(caller.org), &d.id.to_string(), &d.name, &d, now, false)
         .await?;
-    tracing::info!(by = %auth.user_id, deployment = %d.id, "deployment created");
-    Ok(created(deployment_json(&d)))
+    tracing::info!(by = %caller.user_id, deployment = %d.id, "deployment created");
+    Ok(deployment_json(&d))
 }
 
 #[utoipa::path(patch, path = "/api/v2/webdeployments/deployments/{deployment_id}", tag = "admin",
@@ -1286,14 +1363,23 @@ pub async fn patch_deployment(
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let req: DeploymentRequest = body(&bytes)?;
-    let mut d = own_deployment(&state, &auth, &id).await?;
-    apply_deployment(&state, &auth, &mut d, req).await?;
+    Ok(Json(change_deployment(&state, &auth, &id, body(&bytes)?).await?))
+}
+
+/// The operation behind `patch_deployment`, for the API and the `waymark admin` CLI.
+pub async fn change_deployment(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    req: DeploymentRequest,
+) -> ApiResult<Value> {
+    let mut d = own_deployment(state, caller, id).await?;
+    apply_deployment(state, caller, &mut d, req).await?;
     let now = state.clock.now();
-    put(state.store.as_ref(), RecordKind::Deployment, Some(auth.org), &d.id.to_string(), &d.name, &d, now, false)
+    put(state.store.as_ref(), RecordKind::Deployment, Some(caller.org), &d.id.to_string(), &d.name, &d, now, false)
         .await?;
     state.forget_deployment(d.id);
-    Ok(Json(deployment_json(&d)))
+    Ok(deployment_json(&d))
 }
 
 #[utoipa::path(delete, path = "/api/v2/webdeployments/deployments/{deployment_id}", tag = "admin",
@@ -1307,10 +1393,16 @@ pub async fn delete_deployment(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let d = own_deployment(&state, &auth, &id).await?;
-    state.store.delete_record(RecordKind::Deployment, Some(auth.org), &d.id.to_string()).await?;
-    state.forget_deployment(d.id);
+    remove_deployment(&state, &auth, &id).await?;
     Ok(no_content())
+}
+
+/// The operation behind `delete_deployment`, for the API and the `waymark admin` CLI.
+pub async fn remove_deployment(state: &AppState, caller: &Caller, id: &str) -> ApiResult<()> {
+    let d = own_deployment(state, caller, id).await?;
+    state.store.delete_record(RecordKind::Deployment, Some(caller.org), &d.id.to_string()).await?;
+    state.forget_deployment(d.id);
+    Ok(())
 }
 
 /// The administration routes.

@@ -73,6 +73,24 @@ pub struct ServeArgs {
 pub enum AdminCommand {
     /// Create (if absent) an organisation, an admin user with an API token, and a deployment.
     Bootstrap(BootstrapArgs),
+    /// People: list, add, set (name, password, roles, divisions, state), remove.
+    #[command(subcommand)]
+    Users(crate::admin_cli::UsersCommand),
+    /// Roles: list, add a custom role with any permissions, remove.
+    #[command(subcommand)]
+    Roles(crate::admin_cli::RolesCommand),
+    /// Divisions: list, add.
+    #[command(subcommand)]
+    Divisions(crate::admin_cli::DivisionsCommand),
+    /// API tokens: list a person's, issue, revoke.
+    #[command(subcommand)]
+    Tokens(crate::admin_cli::TokensCommand),
+    /// Tracking deployments: list, add, set (domains, excluded IPs, …), remove.
+    #[command(subcommand)]
+    Deployments(crate::admin_cli::DeploymentsCommand),
+    /// OAuth clients for the client-credentials grant: list, add, remove.
+    #[command(subcommand)]
+    OauthClients(crate::admin_cli::OauthClientsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +138,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             eprintln!("schema is up to date ({})", store.backend());
             Ok(())
         }
+        Command::Admin(AdminCommand::Users(c)) => crate::admin_cli::users(cli.config.as_ref(), c).await,
+        Command::Admin(AdminCommand::Roles(c)) => crate::admin_cli::roles(cli.config.as_ref(), c).await,
+        Command::Admin(AdminCommand::Divisions(c)) => crate::admin_cli::divisions(cli.config.as_ref(), c).await,
+        Command::Admin(AdminCommand::Tokens(c)) => crate::admin_cli::tokens(cli.config.as_ref(), c).await,
+        Command::Admin(AdminCommand::Deployments(c)) => crate::admin_cli::deployments(cli.config.as_ref(), c).await,
+        Command::Admin(AdminCommand::OauthClients(c)) => crate::admin_cli::oauth_clients(cli.config.as_ref(), c).await,
         Command::Admin(AdminCommand::Bootstrap(b)) => {
             let s = settings::load(cli.config.as_ref(), &b.serve)?;
             let store = open_store(&s).await?;

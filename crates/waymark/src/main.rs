@@ -1,6 +1,7 @@
 //! The `waymark` command: a thin shell over the library crates. It parses flags and configuration, opens the
 //! store, and runs the server, the administration commands, the demo or the benchmarks.
 
+mod admin_cli;
 mod bench;
 mod cli;
 mod demo;

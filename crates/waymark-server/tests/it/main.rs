@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod access;
 mod agent_ui;
 mod auth;
 mod conversations;

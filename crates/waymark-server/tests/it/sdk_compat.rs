@@ -49,6 +49,26 @@ async fn the_official_python_sdk_reads_sessions_events_and_contact_sessions(b: B
     let r4 = post(&t, &other).await;
     let sid2 = r4["session"]["id"].as_str().expect("session id").to_string();
 
+    // A phone call from the same person (linked by email address): a conversation session of the contact.
+    let now = t.now();
+    let call = json!([
+        {"id": "sdk-e1", "conversationId": "sdk-call-1", "type": "started", "timestamp": now.plus_secs(-4).to_iso(),
+         "channel": "voice", "direction": "inbound", "address": {"email": "sdk.user@example.com"}, "subject": "Boots"},
+        {"id": "sdk-e2", "conversationId": "sdk-call-1", "type": "queued", "timestamp": now.plus_secs(-3).to_iso(),
+         "queue": {"name": "Billing"}},
+    ]);
+    let r = t
+        .client
+        .post(t.url("/api/v2/journey/conversationevents"))
+        .bearer_auth(&t.token)
+        .json(&call)
+        .send()
+        .await
+        .expect("conversation events");
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(status, 200, "{body}");
+
     // An OAuth client holding the built-in User role.
     let (_, roles) = t.get("/api/v2/authorization/roles").await;
     let user_role = roles["entities"]
@@ -88,7 +108,9 @@ async fn the_official_python_sdk_reads_sessions_events_and_contact_sessions(b: B
         "searchTerms": ["boots"],
         "lastEventName": "user_identified",
         "eventNames": ["page_viewed", "page_viewed", "user_identified"],
-        "contactSessionIds": [sid, sid2],
+        "webSessionIds": [sid, sid2],
+        "contactSessionCount": 3,
+        "queueName": "Billing",
     });
     let dir = tempfile::tempdir().expect("temp dir");
     let expected_path = dir.path().join("expected.json");

@@ -143,7 +143,19 @@ def main():
     listing = contacts.get_externalcontacts_contact_journey_sessions(exp["contactId"], page_size="50", include_merged=True)
     check(type(listing).__name__ == "SessionListing", f"get_externalcontacts_contact_journey_sessions -> {type(listing).__name__}")
     ids = [x.id for x in listing.entities]
-    check(sorted(ids) == sorted(exp["contactSessionIds"]), f"contact sessions {ids}")
+    check(len(ids) == exp["contactSessionCount"] and all(w in ids for w in exp["webSessionIds"]), f"contact sessions {ids}")
+    calls = [x for x in listing.entities if x.type != "web"]
+    check(len(calls) == 1, f"one conversation session {[x.type for x in listing.entities]}")
+    if calls:
+        call = calls[0]
+        check(call.originating_direction == "Inbound", f"originatingDirection {call.originating_direction!r}")
+        check(call.conversation is not None and bool(call.conversation.id), "conversation reference")
+        # The SDK's ConnectedQueue holds only id and selfUri; Waymark's extra `name` is dropped by it.
+        check(call.last_connected_queue is not None and bool(call.last_connected_queue.id),
+              f"lastConnectedQueue {call.last_connected_queue!r}")
+        _, raw = raw_get(base, client.access_token, f"/api/v2/journey/sessions/{call.id}")
+        check(raw.get("lastConnectedQueue", {}).get("name") == exp["queueName"], "lastConnectedQueue name on the wire")
+        check(call.conversation_subject == "Boots", f"conversationSubject {call.conversation_subject!r}")
     dates = [x.created_date for x in listing.entities]
     check(dates == sorted(dates, reverse=True), "newest first")
     same = gc.JourneyApi(client).get_externalcontacts_contact_journey_sessions(exp["contactId"], page_size="1")
