@@ -152,5 +152,6 @@ impl AppState {
     /// Forget an organisation's cached journey rules after a definition changed.
     pub fn forget_journey_config(&self, org: OrgId) {
         self.journey_configs.lock().remove(&org);
+        self.predictions.forget(org);
     }
 }

@@ -1,7 +1,8 @@
 //! `waymark demo`: a throw-away Waymark a newcomer can look at within seconds. It opens an embedded store in a
 //! temporary directory (or `--data`), bootstraps a demo organisation with an admin who can sign in, starts the
 //! server, and prints the URL and credentials. Simulated visitors ([`crate::visitors`]) then browse the demo
-//! shop live through the public ingestion API, so journeys appear within seconds.
+//! shop live through the public ingestion API, so journeys appear within seconds; the shop's segments and
+//! outcomes are defined through the API first, so assignments, achievements and live predictions show too.
 
 use crate::cli::{ServeArgs, build_state, open_store};
 use crate::settings;
@@ -57,14 +58,16 @@ pub async fn run(config: Option<&PathBuf>, args: DemoArgs) -> Result<()> {
     eprintln!("  API token:   {}", boot.token);
     eprintln!("  deployment:  {}", boot.deployment_id);
     eprintln!("  data:        {}  (deleted on exit unless --data was given)", data.display());
+    // Talk to the address the server listens on (loopback when it listens on every interface).
+    let mut addr = server.addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let local = format!("http://{addr}");
+    define_rules(&local, &boot.token).await?;
     let visitors = (args.visitors_per_minute > 0).then(|| {
-        // Post to the address the server listens on (loopback when it listens on every interface).
-        let mut addr = server.addr;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
         let stream = VisitorStream {
-            base: format!("http://{addr}"),
+            base: local.clone(),
             deployment_id: boot.deployment_id.to_string(),
             per_minute: args.visitors_per_minute,
             max_concurrent: 12,
@@ -78,5 +81,33 @@ pub async fn run(config: Option<&PathBuf>, args: DemoArgs) -> Result<()> {
     if let Some(v) = visitors {
         v.abort();
     }
+    Ok(())
+}
+
+/// Create the demo shop's segments and outcomes through the public API, as an administrator would.
+async fn define_rules(base: &str, token: &str) -> Result<()> {
+    let client = reqwest::Client::new();
+    let sets = [("segments", waymark_sim::demo_segments()), ("outcomes", waymark_sim::demo_outcomes())];
+    for (kind, bodies) in sets {
+        for body in bodies {
+            let r = client
+                .post(format!("{base}/api/v2/journey/{kind}"))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .with_context(|| format!("cannot create the demo {kind}"))?;
+            let status = r.status();
+            if !status.is_success() {
+                let text = r.text().await.unwrap_or_default();
+                anyhow::bail!("creating the demo {kind} failed with {status}: {text}");
+            }
+        }
+    }
+    eprintln!(
+        "  rules:       {} segments and {} outcomes defined",
+        waymark_sim::demo_segments().len(),
+        waymark_sim::demo_outcomes().len()
+    );
     Ok(())
 }

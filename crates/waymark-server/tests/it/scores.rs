@@ -14,6 +14,7 @@ crate::store_tests!(
     sessions_are_scored_after_every_event_and_pushed_live,
     scores_need_their_permission_and_stay_in_the_organisation,
     models_learn_from_ended_sessions_exactly_once_and_survive_a_restart,
+    achieved_outcomes_score_one_and_teach_the_model,
 );
 
 /// Define an outcome the way the outcomes API stores it (Genesys `Outcome` JSON).
@@ -171,5 +172,40 @@ async fn models_learn_from_ended_sessions_exactly_once_and_survive_a_restart(b: 
     let outcomes = restarted.outcomes(&t.state, t.org).await.unwrap();
     assert_eq!(outcomes.len(), 1);
     assert_eq!(outcomes[0].model.sessions, 7);
+    t.stop().await;
+}
+
+async fn achieved_outcomes_score_one_and_teach_the_model(b: Backend) {
+    let t = TestServer::start(b).await;
+    // Defined through the outcomes API, matched on ingest by the rule engine.
+    let r = t
+        .client
+        .post(t.url("/api/v2/journey/outcomes"))
+        .bearer_auth(&t.token)
+        .json(&json!({"displayName": "Order placed", "isPositive": true, "journey": {"patterns": [{
+            "criteria": [{"key": "page.pathname", "values": ["/order/complete"], "operator": "startsWith"}],
+            "count": 1, "streamType": "Web", "sessionType": "web", "eventName": "page_viewed"}]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let order = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+
+    let buyer = session_of(&t, "buyer", "/products/tent").await;
+    let path = format!("/api/v2/journey/sessions/{buyer}/outcomescores");
+    let (_, before) = t.get(&path).await;
+    assert_eq!(before["outcomeScores"][0]["outcome"]["id"], order.as_str(), "{before}");
+    assert!(before["outcomeScores"][0]["probability"].as_f64().unwrap() < 1.0);
+    session_of(&t, "buyer", "/order/complete").await;
+    let (_, after) = t.get(&path).await;
+    assert_eq!(after["outcomeScores"][0]["probability"], 1.0, "an achieved outcome is certain: {after}");
+    assert_eq!(after["outcomeScores"][0]["sessionMaxProbability"], 1.0);
+    session_of(&t, "browser", "/blog/tents").await;
+
+    t.clock.advance_secs(21 * 60);
+    waymark_server::maintenance::run_once(&t.state).await;
+    let rec = t.state.store.get_record(RecordKind::Model, &model_record_id(&order)).await.unwrap().expect("model");
+    let model: OutcomeModel = rec.decode().unwrap();
+    assert_eq!((model.sessions, model.positives), (2, 1));
     t.stop().await;
 }
