@@ -91,8 +91,13 @@ async fn page(State(state): State<AppState>, headers: HeaderMap) -> Response {
 }
 
 async fn asset(State(state): State<AppState>, Path(path): Path<String>) -> Response {
-    // Only files that were embedded exist; there is no file system behind this.
-    let Some(file) = Assets::get(&path).filter(|_| path != "index.html") else {
+    // Only files that were embedded exist. (Debug builds read them from `ui/` on disk, so never let a path
+    // climb out of it.)
+    let safe = !path.is_empty()
+        && !path.starts_with('/')
+        && !path.contains('\\')
+        && path.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..");
+    let Some(file) = Assets::get(&path).filter(|_| safe && path != "index.html") else {
         return ApiError::not_found("asset").into_response();
     };
     let mime = match path.rsplit('.').next() {
@@ -133,19 +138,25 @@ async fn me(auth: Authorized<SignedIn>, State(state): State<AppState>) -> Respon
     resp
 }
 
-/// `GET /agent/api/conversations/{conversationId}`: where a conversation's journey lives (its contact or
-/// customer), so a contact-center desktop can open the view for the interaction at hand.
+/// `GET /agent/api/conversations/{id}`: where a conversation's journey lives (its session and its contact or
+/// customer), so a contact-center desktop can open the view for the interaction at hand. `{id}` is the contact
+/// center's conversation id, or the conversation's Waymark session id.
 async fn conversation(
     auth: Authorized<ContactSessionView>,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let sid = SessionId::parse(&id).ok_or_else(|| ApiError::not_found("conversation"))?;
-    let rec = crate::journey_api::visible_session(&state, &auth, &sid.to_string())
-        .await
-        .map_err(|_| ApiError::not_found("conversation"))?;
+    let not_found = || ApiError::not_found("conversation");
+    if id.is_empty() || id.len() > 256 {
+        return Err(not_found());
+    }
+    let sid = match state.store.conversation_session(auth.org, &id).await? {
+        Some(sid) => sid,
+        None => SessionId::parse(&id).ok_or_else(not_found)?,
+    };
+    let rec = crate::journey_api::visible_session(&state, &auth, &sid.to_string()).await.map_err(|_| not_found())?;
     if rec.session.session_type != SessionType::Conversation {
-        return Err(ApiError::not_found("conversation"));
+        return Err(not_found());
     }
     let mut v = json!({"sessionId": rec.session.id});
     if let Some(c) = rec.contact_id {
@@ -161,6 +172,8 @@ async fn conversation(
 pub fn routes() -> axum::Router<AppState> {
     use axum::routing::get;
     axum::Router::new()
+        // The server's root is the agent's front door.
+        .route("/", get(|| async { axum::response::Redirect::to("/agent") }))
         .route("/agent", get(page))
         .route("/agent/", get(page))
         .route("/agent/contacts/{id}", get(page))

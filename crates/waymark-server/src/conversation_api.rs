@@ -17,6 +17,8 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use waymark_domain::conversation::{
     ConversationEvent, DecodedEvent, RoutingRef, TimeWindow, decode_conversation_batch,
 };
@@ -29,6 +31,16 @@ use waymark_store::{ConversationItem, IngestBatch, IngestItem, ItemResult};
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// `POST /api/v2/journey/conversationevents`.
+#[utoipa::path(post, path = "/api/v2/journey/conversationevents", tag = "conversations",
+    description = "Conversation lifecycle events (started, queued, connected, transferred, botOnly, disconnected, \
+        wrapup, ended): one, an array, or `{events: [...]}`. Needs `journey:conversationEvent:add`. Answers per \
+        event after the batch is durable; duplicates are ignored; excluded channels are refused with \
+        `channel_not_in_journey`.",
+    request_body = serde_json::Value,
+    responses((status = 200, description = "Per-event results", body = serde_json::Value),
+        (status = 400, description = "Malformed body"), (status = 401, description = "No valid token"),
+        (status = 403, description = "Missing permission"), (status = 413, description = "Body too large")),
+    security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn post_conversation_events(
     auth: Authorized<ConversationEventAdd>,
     State(state): State<AppState>,
@@ -175,10 +187,9 @@ fn summary(s: &Session) -> Value {
     v
 }
 
-/// Conversation ingestion.
-pub fn routes() -> axum::Router<AppState> {
-    use axum::routing::post;
-    axum::Router::new()
-        .route("/api/v2/journey/conversationevents", post(post_conversation_events))
+/// The conversation ingestion endpoint (documented in the OpenAPI document).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(post_conversation_events))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }

@@ -5,11 +5,15 @@
 //! - [`conversation_api`]: conversation lifecycle ingestion from the contact center; [`routing_api`]: queues,
 //!   wrap-up codes and users.
 //! - [`live_api`] and [`live`]: server push of journey changes to agents.
+//! - [`rules_api`]: segment and outcome administration (Genesys CRUD).
+//! - [`predictions`] and [`scores_api`]: live outcome predictions, their training and their read API.
 //! - [`app`]: routes, middleware and the server lifecycle; [`maintenance`]: the background jobs.
-//! - [`bootstrap`] and [`accounts`]: organisations, users, roles, tokens; [`login_api`]: browser sign-in.
+//! - [`bootstrap`] and [`accounts`]: organisations, users, roles, tokens; [`sign_in`]: OAuth and password
+//!   sign-in; [`admin_api`]: administration; [`openapi`]: the generated API document.
 //! - [`agent_ui`]: the agent's Customer Journey view (embedded page and assets).
 
 pub mod accounts;
+pub mod admin_api;
 pub mod agent_ui;
 pub mod app;
 pub mod auth;
@@ -21,11 +25,15 @@ pub mod error;
 pub mod journey_api;
 pub mod live;
 pub mod live_api;
-pub mod login_api;
 pub mod maintenance;
+pub mod openapi;
+pub mod predictions;
 pub mod publish;
 pub mod rate_limit;
 pub mod routing_api;
+pub mod rules_api;
+pub mod scores_api;
+pub mod sign_in;
 pub mod state;
 pub mod tracking;
 

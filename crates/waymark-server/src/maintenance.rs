@@ -24,12 +24,15 @@ pub async fn run_once(state: &AppState) {
     let idle_before = now.minus_secs(state.config.session_timeout_secs);
     match state.store.close_idle_sessions(idle_before, 5_000).await {
         Ok(closed) => {
-            for rec in closed {
-                let org = rec.org;
-                state.hub.publish(org, LiveChange::Session(Arc::new(rec)));
+            for rec in &closed {
+                state.hub.publish(rec.org, LiveChange::Session(Arc::new(rec.clone())));
             }
+            state.predictions.train(state, closed).await;
         }
-        Err(e) => tracing::warn!(error = %e, "closing idle sessions failed"),
+        Err(e) => {
+            tracing::warn!(error = %e, "closing idle sessions failed");
+            state.predictions.train(state, Vec::new()).await;
+        }
     }
     let cutoff = now.minus_secs(state.config.retention_days * 86_400);
     match state.store.purge_before(cutoff).await {

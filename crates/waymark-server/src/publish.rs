@@ -1,5 +1,5 @@
 //! After a commit: tell the live hub what changed (this node's commits, and other nodes' read back from the
-//! store's change feed).
+//! store's change feed), and score the web sessions that moved.
 
 use crate::live::LiveChange;
 use crate::state::AppState;
@@ -23,6 +23,7 @@ pub async fn publish_results(state: &AppState, org: OrgId, results: &[ItemResult
                     state.hub.publish(org, LiveChange::Event { record: record.clone(), event: Arc::new(d.clone()) });
                 }
                 state.hub.publish(org, LiveChange::Session(record));
+                state.predictions.after_web_event(state, org, stored).await;
             }
             ItemResult::Conversation(stored) => {
                 let record = Arc::new(stored.session.clone());

@@ -13,7 +13,7 @@
 
 use crate::accounts::User;
 use crate::auth::Authorized;
-use crate::auth::guards::{QueueEdit, QueueView, UserView, WrapupCodeEdit, WrapupCodeView};
+use crate::auth::guards::{QueueEdit, QueueView, WrapupCodeEdit, WrapupCodeView};
 use crate::error::{ApiError, ApiResult};
 use crate::journey_api::QueryParams;
 use crate::state::AppState;
@@ -24,6 +24,8 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use waymark_domain::conversation::RoutingRef;
 use waymark_domain::ids::{OrgId, UserId};
 use waymark_domain::{ErrorCode, Timestamp};
@@ -150,6 +152,7 @@ pub async fn resolve(
                 role_ids: Vec::new(),
                 division_ids: Vec::new(),
                 active: true,
+                service: false,
                 created: now,
             };
             Record::new(RecordKind::User, Some(org), id.clone(), name.clone(), to_json(&user)?, now)
@@ -200,7 +203,7 @@ fn entity_json(kind: RoutingKind, rec: &Record) -> ApiResult<Value> {
 }
 
 /// `name` filter: exact (case-insensitive), or with leading/trailing `*` as wildcards (Genesys).
-fn name_matches(pattern: &str, name: &str) -> bool {
+pub(crate) fn name_matches(pattern: &str, name: &str) -> bool {
     let (p, n) = (pattern.trim().to_lowercase(), name.to_lowercase());
     match (p.strip_prefix('*'), p.strip_suffix('*')) {
         (Some(rest), _) if rest.ends_with('*') => n.contains(rest.trim_end_matches('*')),
@@ -357,6 +360,7 @@ fn json_body(body: Result<Json<Value>, axum::extract::rejection::JsonRejection>)
 type JsonBody = Result<Json<Value>, axum::extract::rejection::JsonRejection>;
 
 /// `GET /api/v2/routing/queues?name=&id=&pageSize=&pageNumber=`.
+#[utoipa::path(get, path = "/api/v2/routing/queues", tag = "routing", description = "Queues of the organisation. Needs `routing:queue:view`.", params(("name" = Option<String>, Query, description = "Name filter"), ("pageSize" = Option<u32>, Query, description = "Page size"), ("pageNumber" = Option<u32>, Query, description = "Page number")), responses((status = 200, description = "Success", body = serde_json::Value), (status = 400, description = "Invalid input"), (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"), (status = 404, description = "Not found")), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn list_queues(
     auth: Authorized<QueueView>,
     State(state): State<AppState>,
@@ -366,6 +370,7 @@ pub async fn list_queues(
 }
 
 /// `POST /api/v2/routing/queues`.
+#[utoipa::path(post, path = "/api/v2/routing/queues", tag = "routing", description = "Create a queue. Needs `routing:queue:edit`.", request_body = serde_json::Value, responses((status = 201, description = "Success", body = serde_json::Value), (status = 400, description = "Invalid input"), (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"), (status = 404, description = "Not found")), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn create_queue(
     auth: Authorized<QueueEdit>,
     State(state): State<AppState>,
@@ -375,6 +380,7 @@ pub async fn create_queue(
 }
 
 /// `GET /api/v2/routing/queues/{queueId}`.
+#[utoipa::path(get, path = "/api/v2/routing/queues/{queue_id}", tag = "routing", description = "One queue. Needs `routing:queue:view`.", params(("queue_id" = String, Path, description = "Queue id")), responses((status = 200, description = "Success", body = serde_json::Value), (status = 400, description = "Invalid input"), (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"), (status = 404, description = "Not found")), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn get_queue(
     auth: Authorized<QueueView>,
     State(state): State<AppState>,
@@ -384,6 +390,7 @@ pub async fn get_queue(
 }
 
 /// `PUT /api/v2/routing/queues/{queueId}`.
+#[utoipa::path(put, path = "/api/v2/routing/queues/{queue_id}", tag = "routing", description = "Update a queue. Needs `routing:queue:edit`.", params(("queue_id" = String, Path, description = "Queue id")), request_body = serde_json::Value, responses((status = 200, description = "Success", body = serde_json::Value), (status = 400, description = "Invalid input"), (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"), (status = 404, description = "Not found")), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn put_queue(
     auth: Authorized<QueueEdit>,
     State(state): State<AppState>,
@@ -394,6 +401,7 @@ pub async fn put_queue(
 }
 
 /// `DELETE /api/v2/routing/queues/{queueId}`.
+#[utoipa::path(delete, path = "/api/v2/routing/queues/{queue_id}", tag = "routing", description = "Delete a queue. Needs `routing:queue:edit`.", params(("queue_id" = String, Path, description = "Queue id")), responses((status = 204, description = "Success", body = serde_json::Value), (status = 400, description = "Invalid input"), (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"), (status = 404, description = "Not found")), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn delete_queue(
     auth: Authorized<QueueEdit>,
     State(state): State<AppState>,
@@ -403,6 +411,7 @@ pub async fn delete_queue(
 }
 
 /// `GET /api/v2/routing/wrapupcodes?name=&id=&pageSize=&pageNumber=`.
+#[utoipa::path(get, path = "/api/v2/routing/wrapupcodes", tag = "routing", description = "Wrap-up codes. Needs `routing:wrapupCode:view`.", params(("name" = Option<String>, Query, description = "Name filter"), ("pageSize" = Option<u32>, Query, description = "Page size"), ("pageNumber" = Option<u32>, Query, description = "Page number")), responses((status = 200, description = "Success", body = serde_json::Value), (status = 400, description = "Invalid input"), (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"), (status = 404, description = "Not found")), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn list_wrapup_codes(
     auth: Authorized<WrapupCodeView>,
     State(state): State<AppState>,
@@ -412,6 +421,7 @@ pub async fn list_wrapup_codes(
 }
 
 /// `POST /api/v2/routing/wrapupcodes`.
+#[utoipa::path(post, path = "/api/v2/routing/wrapupcodes", tag = "routing", description = "Create a wrap-up code. Needs `routing:wrapupCode:edit`.", request_body = serde_json::Value, responses((status = 201, description = "Success", body = serde_json::Value), (status = 400, description = "Invalid input"), (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"), (status = 404, description = "Not found")), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn create_wrapup_code(
     auth: Authorized<WrapupCodeEdit>,
     State(state): State<AppState>,
@@ -421,6 +431,7 @@ pub async fn create_wrapup_code(
 }
 
 /// `GET /api/v2/routing/wrapupcodes/{codeId}`.
+#[utoipa::path(get, path = "/api/v2/routing/wrapupcodes/{code_id}", tag = "routing", description = "One wrap-up code. Needs `routing:wrapupCode:view`.", params(("code_id" = String, Path, description = "Wrap-up code id")), responses((status = 200, description = "Success", body = serde_json::Value), (status = 400, description = "Invalid input"), (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"), (status = 404, description = "Not found")), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn get_wrapup_code(
     auth: Authorized<WrapupCodeView>,
     State(state): State<AppState>,
@@ -430,6 +441,7 @@ pub async fn get_wrapup_code(
 }
 
 /// `PUT /api/v2/routing/wrapupcodes/{codeId}`.
+#[utoipa::path(put, path = "/api/v2/routing/wrapupcodes/{code_id}", tag = "routing", description = "Update a wrap-up code. Needs `routing:wrapupCode:edit`.", params(("code_id" = String, Path, description = "Wrap-up code id")), request_body = serde_json::Value, responses((status = 200, description = "Success", body = serde_json::Value), (status = 400, description = "Invalid input"), (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"), (status = 404, description = "Not found")), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn put_wrapup_code(
     auth: Authorized<WrapupCodeEdit>,
     State(state): State<AppState>,
@@ -440,6 +452,7 @@ pub async fn put_wrapup_code(
 }
 
 /// `DELETE /api/v2/routing/wrapupcodes/{codeId}`.
+#[utoipa::path(delete, path = "/api/v2/routing/wrapupcodes/{code_id}", tag = "routing", description = "Delete a wrap-up code. Needs `routing:wrapupCode:edit`.", params(("code_id" = String, Path, description = "Wrap-up code id")), responses((status = 204, description = "Success", body = serde_json::Value), (status = 400, description = "Invalid input"), (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"), (status = 404, description = "Not found")), security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn delete_wrapup_code(
     auth: Authorized<WrapupCodeEdit>,
     State(state): State<AppState>,
@@ -448,72 +461,13 @@ pub async fn delete_wrapup_code(
     delete_entity(&state, auth.org, RoutingKind::WrapupCode, &id).await
 }
 
-// ------------------------------------------------------------------------------------------------------------
-// Users (read-only here; accounts are managed by the administration API)
-// ------------------------------------------------------------------------------------------------------------
-
-/// A user in the Genesys `User` shape (the fields Waymark has). Never the password hash or roles.
-fn user_json(u: &User, version: i64) -> Value {
-    let mut v = json!({
-        "id": u.id.to_string(),
-        "name": u.name,
-        "state": if u.active { "active" } else { "inactive" },
-        "version": version,
-        "selfUri": format!("/api/v2/users/{}", u.id),
-    });
-    if !u.email.is_empty() {
-        v["email"] = json!(u.email);
-    }
-    v
-}
-
-/// `GET /api/v2/users?name=&id=&pageSize=&pageNumber=`: sign-in users and agents seen in conversations.
-pub async fn list_users(
-    auth: Authorized<UserView>,
-    State(state): State<AppState>,
-    RawQuery(q): RawQuery,
-) -> ApiResult<Json<Value>> {
-    let q = QueryParams::parse(q);
-    let name = q.get("name").map(str::to_string);
-    let ids = q.list("id");
-    let mut users: Vec<(User, i64)> = Vec::new();
-    for rec in state.store.list_records(RecordKind::User, None).await? {
-        let u: User = rec.decode()?;
-        if u.org != auth.org
-            || name.as_ref().is_some_and(|n| !name_matches(n, &u.name))
-            || (!ids.is_empty() && !ids.contains(&u.id.to_string()))
-        {
-            continue;
-        }
-        users.push((u, rec.version));
-    }
-    users.sort_by(|a, b| a.0.name.to_lowercase().cmp(&b.0.name.to_lowercase()).then(a.0.id.cmp(&b.0.id)));
-    paged("/api/v2/users", &q, users.iter().map(|(u, v)| user_json(u, *v)).collect())
-}
-
-/// `GET /api/v2/users/{userId}`.
-pub async fn get_user(
-    auth: Authorized<UserView>,
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let rec = owned(&state, auth.org, RoutingKind::Agent, &id).await?.ok_or_else(|| ApiError::not_found("user"))?;
-    Ok(Json(user_json(&rec.decode()?, rec.version)))
-}
-
-/// Routing records and users.
-pub fn routes() -> axum::Router<AppState> {
-    use axum::routing::get;
-    axum::Router::new()
-        .route("/api/v2/routing/queues", get(list_queues).post(create_queue))
-        .route("/api/v2/routing/queues/{queue_id}", get(get_queue).put(put_queue).delete(delete_queue))
-        .route("/api/v2/routing/wrapupcodes", get(list_wrapup_codes).post(create_wrapup_code))
-        .route(
-            "/api/v2/routing/wrapupcodes/{code_id}",
-            get(get_wrapup_code).put(put_wrapup_code).delete(delete_wrapup_code),
-        )
-        .route("/api/v2/users", get(list_users))
-        .route("/api/v2/users/{user_id}", get(get_user))
+/// Routing records (documented in the OpenAPI document).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_queues, create_queue))
+        .routes(routes!(get_queue, put_queue, delete_queue))
+        .routes(routes!(list_wrapup_codes, create_wrapup_code))
+        .routes(routes!(get_wrapup_code, put_wrapup_code, delete_wrapup_code))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
 }
 

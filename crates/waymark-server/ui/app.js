@@ -34,6 +34,7 @@ const S = {
   pendingSelect: null,
   outcomeNames: new Map(), // outcome id -> display name (from the outcome catalogue, when readable)
   segmentInfo: new Map(), // segment id -> {displayName, color}
+  customerSegments: [], // a contact's customer-scope segment assignments (when the API offers them)
 };
 
 // ---------- messages, dates, durations ----------
@@ -118,7 +119,10 @@ function h(tag, attrs, ...children) {
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === undefined || v === null || v === false) continue;
     if (k === "class") el.className = v;
-    else if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
+    else if (k.startsWith("on")) {
+      // Handlers only as functions: never an inline handler attribute.
+      if (typeof v === "function") el.addEventListener(k.slice(2), v);
+    }
     else el.setAttribute(k, v === true ? "" : String(v));
   }
   append(el, children);
@@ -461,6 +465,11 @@ async function loadSnapshot() {
     const c = await api(`/api/v2/externalcontacts/contacts/${encodeURIComponent(target.id)}`);
     if (c.status === 404) return screen(h("p", { id: "not-found", class: "notice" }, t("error.notFound")));
     if (c.ok) S.contact = c.body;
+    S.customerSegments = [];
+    if (can(PERM.segments)) {
+      const g = await api(`/api/v2/externalcontacts/contacts/${encodeURIComponent(target.id)}/journey/segments`);
+      if (g.ok && g.body && Array.isArray(g.body.entities)) S.customerSegments = g.body.entities.filter((a) => a && a.segment);
+    }
     list = await listAll(
       `/api/v2/externalcontacts/contacts/${encodeURIComponent(target.id)}/journey/sessions?pageSize=200`,
       5,
@@ -470,12 +479,21 @@ async function loadSnapshot() {
   }
   if (S.target !== target) return;
   if (list.status === 404) return screen(h("p", { id: "not-found", class: "notice" }, t("error.notFound")));
-  S.sessions = new Map(list.entities.map((s) => [s.id, s]));
+  // Keep what the live stream delivered while the snapshot loaded, when it is newer than the snapshot.
+  const merged = new Map(list.entities.map((s) => [s.id, s]));
+  for (const [id, s] of S.sessions) if (!merged.has(id) || newer(s, merged.get(id))) merged.set(id, s);
+  S.sessions = merged;
   const want = S.pendingSelect && S.sessions.has(S.pendingSelect) ? S.pendingSelect : S.selected;
   S.pendingSelect = null;
   S.selected = want && S.sessions.has(want) ? want : (ordered()[0] || {}).id || null;
   renderView();
   if (S.selected) await loadDetails(S.selected);
+}
+
+function newer(a, b) {
+  if ((a.eventCount || 0) !== (b.eventCount || 0)) return (a.eventCount || 0) > (b.eventCount || 0);
+  const at = (s) => Math.max(Date.parse(s.lastActivityDate || 0) || 0, Date.parse(s.endedDate || 0) || 0);
+  return at(a) > at(b);
 }
 
 function ordered() {
@@ -529,6 +547,17 @@ const STATE_LABEL = {
   abandoned: () => t("state.abandoned"),
   wrapup: () => t("state.wrapup"),
   ended: () => t("state.ended"),
+};
+
+const DISCONNECT_LABEL = {
+  // Genesys `lastUserDisconnectType` is seen from the agent: `Client` = the agent's side, `Peer` = the customer.
+  customer: () => t("disconnect.customer"),
+  peer: () => t("disconnect.customer"),
+  agent: () => t("disconnect.agent"),
+  client: () => t("disconnect.agent"),
+  system: () => t("disconnect.system"),
+  transfer: () => t("disconnect.transfer"),
+  timeout: () => t("disconnect.timeout"),
 };
 
 function label(map, value) {
@@ -675,8 +704,8 @@ function renderHeader() {
     t("customer.unknown", { id: String(S.target.id).slice(0, 8) });
   const ids = [];
   if (c) {
-    for (const e of c.emails || []) ids.push(h("span", { class: "ident" }, e));
-    for (const p of c.phoneNumbers || []) ids.push(h("span", { class: "ident" }, p));
+    for (const e of c.emails || []) if (e !== name) ids.push(h("span", { class: "ident" }, e));
+    for (const p of c.phoneNumbers || []) if (p !== name) ids.push(h("span", { class: "ident" }, p));
     if ((c.cookieIds || []).length) ids.push(h("span", { class: "ident" }, t("customer.cookies", { count: c.cookieIds.length })));
   } else {
     ids.push(h("span", { class: "ident" }, t("customer.cookie", { id: S.target.id })));
@@ -684,6 +713,12 @@ function renderHeader() {
   const chips = [];
   if (can(PERM.segments)) {
     const seen = new Set();
+    for (const a of S.customerSegments) {
+      if (!seen.has(a.segment.id)) {
+        seen.add(a.segment.id);
+        chips.push(segmentChip({ segment: a.segment }));
+      }
+    }
     for (const evs of S.events.values()) {
       for (const e of evs) {
         const a = e.segmentAssignmentEvent;
@@ -798,7 +833,7 @@ function mapItem(e) {
     const state = label(OFFER_STATE, a.action.state);
     let text = t("map.offer", { name: a.actionMap.displayName, state });
     if (a.blockedReason) text += " · " + t("map.blocked", { reason: a.blockedReason });
-    return { kind: "offer", state: String(a.action.state || "").toLowerCase(), text, at };
+    return { kind: "offer", state: String(a.action.state || "").toLowerCase(), blocked: !!a.blockedReason, text, at };
   }
   if (e.segmentAssignmentEvent) {
     const a = e.segmentAssignmentEvent;
@@ -820,19 +855,34 @@ function mapItem(e) {
 function renderMap(s) {
   const evs = (S.events.get(s.id) || []).slice().sort((a, b) => Date.parse(a.createdDate) - Date.parse(b.createdDate));
   const ol = h("ol", { id: "map-list", class: "map" });
+  // Repeated visits of the same page in a row collapse into one icon marked ×N (the times are in its tooltip).
+  const items = [];
   for (const e of evs) {
     const m = mapItem(e);
-    const tip = [m.text, m.url, m.at].filter(Boolean).join("\n");
+    const prev = items[items.length - 1];
+    if (m.kind === "page" && prev && prev.kind === "page" && prev.url === m.url) {
+      prev.times.push(m.at);
+      prev.lastId = e.id;
+    } else {
+      items.push({ ...m, times: [m.at], lastId: e.id });
+    }
+  }
+  for (const m of items) {
+    const n = m.times.length;
+    const text = n > 1 ? t("map.repeated", { text: m.text, count: n }) : m.text;
+    const tip = [text, m.url, m.times.join(", ")].filter(Boolean).join("\n");
     const glyph = icon(m.kind);
     const li = h(
       "li",
-      { class: `map-icon kind-${m.kind}`, "data-kind": m.kind, "data-event-id": e.id, tabindex: "0", title: tip, "aria-label": tip },
-      h("span", { class: "glyph" }, glyph),
+      { class: `map-icon kind-${m.kind}`, "data-kind": m.kind, "data-event-id": m.lastId, tabindex: "0", title: tip, "aria-label": tip },
+      h("span", { class: "glyph" }, glyph, n > 1 ? h("span", { class: "count" }, `×${n}`) : null),
       h("span", { class: "map-label" }, m.text),
       m.url ? h("span", { class: "map-url" }, m.url) : null,
-      h("span", { class: "map-time muted" }, m.at),
+      h("span", { class: "map-time muted" }, m.times[m.times.length - 1]),
     );
+    if (n > 1) li.setAttribute("data-count", String(n));
     if (m.state) li.setAttribute("data-state", m.state);
+    if (m.blocked) li.classList.add("blocked");
     if (m.color && /^#[0-9a-fA-F]{3,8}$/.test(m.color)) glyph.style.color = m.color;
     ol.append(li);
   }
@@ -851,7 +901,7 @@ function renderMessageDetails(s) {
     kv(t("message.lastAgent"), s.lastConnectedUser && (s.lastConnectedUser.name || s.lastConnectedUser.id)),
     kv(t("message.wrapup"), d && (d.name || d.code)),
     kv(t("message.duration"), fmtDuration(s.durationInSeconds)),
-    kv(t("message.disconnect"), s.lastUserDisconnectType),
+    kv(t("message.disconnect"), label(DISCONNECT_LABEL, s.lastUserDisconnectType)),
     s.botOnly ? kv(t("message.bot"), t("message.botOnly")) : null,
     s.conversationSubject ? kv(t("message.subject"), s.conversationSubject) : null,
   );
@@ -912,7 +962,7 @@ function renderOutcomes(s) {
       fill.style.width = `${Math.round(Math.min(1, Math.max(0, p)) * 100)}%`;
       const tick = h("span", { class: "tick" });
       tick.style.left = `${Math.round(Math.min(1, Math.max(0, max)) * 100)}%`;
-      const drivers = (sc.topDrivers || sc.drivers || sc.explanation || [])
+      const drivers = (sc.topFeatures || sc.topDrivers || sc.drivers || [])
         .slice(0, 5)
         .map((d) => (typeof d === "string" ? d : d.label || d.feature || d.name || ""))
         .filter(Boolean);
@@ -1120,8 +1170,14 @@ async function boot() {
   document.getElementById("lang").addEventListener("change", async (e) => {
     await setLanguage(e.target.value, true);
     setLayout(document.body.className.match(/layout-(\d+)/)?.[1] || "100", false);
-    if (S.me) route();
-    else showSignIn();
+    setLive(S.live);
+    if (!S.me) return showSignIn();
+    // Redraw in place: the loaded journey and the live stream stay as they are.
+    if (S.target && document.getElementById("view")) {
+      const open = document.body.classList.contains("detail-open");
+      renderView();
+      if (open) document.body.classList.add("detail-open");
+    } else route().catch(onError);
   });
   document.getElementById("signout").addEventListener("click", async () => {
     await api("/api/v2/logout", { method: "POST", allow401: true });

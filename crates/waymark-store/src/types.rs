@@ -7,14 +7,17 @@ use waymark_domain::event::{Event, EventType};
 use waymark_domain::identity::TraitIdentity;
 use waymark_domain::ids::{ContactId, CustomerId, OrgId, SessionId};
 use waymark_domain::journey::{Enrichment, SessionRules};
+use waymark_domain::rules::RuleSet;
 use waymark_domain::session::Session;
 use waymark_domain::web_event::{CookieId, WebEvent};
 use waymark_domain::{Rejection, Timestamp};
 
-/// The organisation's journey rules in force for a batch (sessionization now; segments and outcomes join).
+/// The organisation's journey rules in force for a batch: sessionization, and its segments and outcomes
+/// compiled once per configuration.
 #[derive(Debug, Clone, Default)]
 pub struct JourneyConfig {
     pub session: SessionRules,
+    pub rules: Arc<RuleSet>,
 }
 
 /// A batch of journey inputs for one organisation.

@@ -5,7 +5,12 @@ mod harness;
 
 mod agent_ui;
 mod auth;
+mod conversations;
 mod identity;
 mod live;
 mod nodes;
+mod openapi;
+mod scores;
+mod sdk_compat;
+mod segments;
 mod tracking;
