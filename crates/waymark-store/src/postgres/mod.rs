@@ -472,6 +472,10 @@ impl Store for PgStore {
         read::search_contacts(&self.client().await?, org, query, limit).await
     }
 
+    async fn conversation_session(&self, org: OrgId, conversation_id: &str) -> StoreResult<Option<SessionId>> {
+        read::conversation_session(&self.client().await?, org, conversation_id).await
+    }
+
     async fn put_record(&self, record: &Record, expect_version: Option<i64>, unique_name: bool) -> StoreResult<()> {
         let mut c = self.client().await?;
         let t = c.transaction().await.map_err(pg_err)?;

@@ -362,3 +362,23 @@ pub(crate) async fn stats<C: GenericClient>(c: &C) -> StoreResult<StoreStats> {
     let n = |i: usize| r.get::<_, i64>(i).max(0) as u64;
     Ok(StoreStats { events: n(0), sessions: n(1), customers: n(2), contacts: n(3) })
 }
+
+pub(crate) async fn conversation_session<C: GenericClient>(
+    c: &C,
+    org: OrgId,
+    conversation_id: &str,
+) -> StoreResult<Option<SessionId>> {
+    let row = query_opt(
+        c,
+        "SELECT session_id FROM conversations
+         WHERE org_id = $1 AND conversation_id = $2 AND NOT refused AND state IS NOT NULL",
+        &[&org.0, &conversation_id],
+    )
+    .await?;
+    match row.and_then(|r| r.get::<_, Option<String>>(0)) {
+        Some(s) => {
+            SessionId::parse(&s).map(Some).ok_or_else(|| StoreError::Corrupt(format!("conversation session id {s:?}")))
+        }
+        None => Ok(None),
+    }
+}
