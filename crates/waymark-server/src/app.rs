@@ -4,7 +4,7 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{journey_api, live_api, tracking};
+use crate::{actions_api, journey_api, live_api, tracking};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -27,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tracking::routes(state.config.limits.max_body_bytes))
         .merge(journey_api::routes())
         .merge(live_api::routes())
+        .merge(actions_api::routes())
         .route("/health", get(health))
         .route("/metrics", get(metrics_endpoint))
         .fallback(not_found)

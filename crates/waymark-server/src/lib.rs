@@ -4,9 +4,11 @@
 //! - [`journey_api`]: the Genesys-compatible Journey read API, behind [`auth::Authorized`] guards.
 //! - [`live_api`] and [`live`]: server push of journey changes to agents.
 //! - [`app`]: routes, middleware and the server lifecycle; [`maintenance`]: the background jobs.
+//! - [`actions_api`]: action maps CRUD and offer state reports (`actionevent`).
 //! - [`bootstrap`] and [`accounts`]: organisations, users, roles, tokens.
 
 pub mod accounts;
+pub mod actions_api;
 pub mod app;
 pub mod auth;
 pub mod bootstrap;

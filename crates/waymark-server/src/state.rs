@@ -90,8 +90,14 @@ impl AppState {
         {
             return Ok(c);
         }
+        let mut action_maps = Vec::new();
+        for r in self.store.list_records(RecordKind::ActionMap, Some(org)).await? {
+            action_maps.push(r.decode::<waymark_domain::action_map::ActionMap>()?);
+        }
         let config = Arc::new(JourneyConfig {
             session: SessionRules { inactivity_timeout_secs: self.config.session_timeout_secs },
+            action_maps,
+            offer_policy: self.config.offers,
         });
         self.journey_configs.lock().insert(org, (config.clone(), Instant::now()));
         Ok(config)

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod actions;
 mod auth;
 mod identity;
 mod live;
