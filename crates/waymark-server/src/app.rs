@@ -4,7 +4,7 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{actions_api, journey_api, live_api, tracking};
+use crate::{actions_api, journey_api, live_api, sdk, tracking};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -28,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .merge(journey_api::routes())
         .merge(live_api::routes())
         .merge(actions_api::routes())
+        .merge(sdk::routes())
         .route("/health", get(health))
         .route("/metrics", get(metrics_endpoint))
         .fallback(not_found)

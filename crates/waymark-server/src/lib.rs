@@ -5,6 +5,7 @@
 //! - [`live_api`] and [`live`]: server push of journey changes to agents.
 //! - [`app`]: routes, middleware and the server lifecycle; [`maintenance`]: the background jobs.
 //! - [`actions_api`]: action maps CRUD and offer state reports (`actionevent`).
+//! - [`sdk`]: the tracking script (`/sdk/waymark.js`).
 //! - [`bootstrap`] and [`accounts`]: organisations, users, roles, tokens.
 
 pub mod accounts;
@@ -21,6 +22,7 @@ pub mod live_api;
 pub mod maintenance;
 pub mod publish;
 pub mod rate_limit;
+pub mod sdk;
 pub mod state;
 pub mod tracking;
 

@@ -7,4 +7,5 @@ mod actions;
 mod auth;
 mod identity;
 mod live;
+mod tracker_browser;
 mod tracking;
