@@ -39,18 +39,30 @@ pub struct Enrichment {
     pub ip_organization: Option<String>,
 }
 
-/// Rule-engine counters (segments, outcomes) for one scope — a session or a customer.
+/// Rule-engine state (segments, outcomes) for one scope — a session or a customer. Kept by
+/// [`crate::rules::RuleSet::on_event`]; its size is bounded by the organisation's definitions (one counter per
+/// journey pattern, one entry per segment or outcome).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RuleState {
-    /// Pattern match counts, keyed by `<definition id>/<pattern index>`.
+    /// Pattern match counts, keyed by the pattern's stable key (definition id, scope and pattern content).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub counters: BTreeMap<String, u32>,
+    pub counters: BTreeMap<u64, u32>,
     /// Segments assigned in this scope, in assignment order, with the definition version that matched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub assigned: Vec<Assigned>,
     /// Outcomes achieved in this scope.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub achieved: Vec<String>,
+    /// Fingerprint of the rule set last applied to this state (a different one prunes counters).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ruleset: u64,
+    /// Fingerprint of the visit context the definitions were last evaluated against.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub context: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One segment assignment held by a scope.
@@ -201,6 +213,7 @@ pub fn apply_web_event(
         s.short_id = Some(short_id(&id));
         s.mkt_campaign = ev.campaign.clone();
         s.referrer = ev.referrer.clone().filter(|r| r.medium != ReferrerMedium::Internal);
+        s.division_ids = ev.division_ids.clone();
         state.current = Some(OpenSession {
             session: s,
             first_at: at,

@@ -76,6 +76,7 @@ fn record_of(org: waymark_domain::ids::OrgId, map: &ActionMap) -> ApiResult<Reco
 
 /// `GET /api/v2/journey/actionmaps`: `ActionMapListing`, paged by `pageNumber`/`pageSize`, optionally only
 /// `actionMapIds`, sorted by `sortBy` (`displayName`, `createdDate`, `modifiedDate`, `weight`; `-` descending).
+#[utoipa::path(get, path = "/api/v2/journey/actionmaps", tag = "engagement", description = "Genesys `ActionMapListing`. Needs `journey:actionmap:view`.", params(("pageNumber" = Option<u32>, Query, description = "Page number"), ("pageSize" = Option<u32>, Query, description = "Page size (at most 200)"), ("actionMapIds" = Option<String>, Query, description = "Only these ids (comma-separated, at most 100)"), ("sortBy" = Option<String>, Query, description = "displayName, createdDate, modifiedDate or weight; prefix - for descending")), responses((status = 200, description = "Success", body = serde_json::Value), (status = 400, description = "Invalid input"), (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"), (status = 404, description = "Not found")), security(("bearer" = []), ("session_cookie" = [])))]
 async fn list(
     caller: Authorized<ActionMapView>,
     State(state): State<AppState>,
@@ -147,6 +148,7 @@ async fn list(
 }
 
 /// `GET /api/v2/journey/actionmaps/{id}`.
+#[utoipa::path(get, path = "/api/v2/journey/actionmaps/{action_map_id}", tag = "engagement", description = "One Genesys `ActionMap`. Needs `journey:actionmap:view`.", params(("action_map_id" = String, Path, description = "Action map id")), responses((status = 200, description = "Success", body = serde_json::Value), (status = 400, description = "Invalid input"), (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"), (status = 404, description = "Not found")), security(("bearer" = []), ("session_cookie" = [])))]
 async fn get_one(
     caller: Authorized<ActionMapView>,
     State(state): State<AppState>,
@@ -156,6 +158,7 @@ async fn get_one(
 }
 
 /// `POST /api/v2/journey/actionmaps`.
+#[utoipa::path(post, path = "/api/v2/journey/actionmaps", tag = "engagement", description = "Create an action map (Genesys `ActionMap`; content offers carry `action.contentOffer`). Needs `journey:actionmap:add`.", request_body = serde_json::Value, responses((status = 200, description = "Success", body = serde_json::Value), (status = 400, description = "Invalid input"), (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"), (status = 404, description = "Not found"), (status = 409, description = "Name taken or limit reached")), security(("bearer" = []), ("session_cookie" = [])))]
 async fn create(
     caller: Authorized<ActionMapAdd>,
     State(state): State<AppState>,
@@ -182,6 +185,7 @@ async fn create(
 
 /// `PATCH /api/v2/journey/actionmaps/{id}`: the fields sent replace the stored ones; `version` must be the
 /// stored version (optimistic concurrency), and the answer carries the next.
+#[utoipa::path(patch, path = "/api/v2/journey/actionmaps/{action_map_id}", tag = "engagement", description = "Update an action map (Genesys `PatchActionMap`; `version` required). Needs `journey:actionmap:edit`.", params(("action_map_id" = String, Path, description = "Action map id")), request_body = serde_json::Value, responses((status = 200, description = "Success", body = serde_json::Value), (status = 400, description = "Invalid input"), (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"), (status = 404, description = "Not found"), (status = 409, description = "Version conflict")), security(("bearer" = []), ("session_cookie" = [])))]
 async fn patch(
     caller: Authorized<ActionMapEdit>,
     State(state): State<AppState>,
@@ -245,6 +249,7 @@ async fn patch(
 }
 
 /// `DELETE /api/v2/journey/actionmaps/{id}`: 204.
+#[utoipa::path(delete, path = "/api/v2/journey/actionmaps/{action_map_id}", tag = "engagement", description = "Delete an action map. Needs `journey:actionmap:delete`.", params(("action_map_id" = String, Path, description = "Action map id")), responses((status = 204, description = "Deleted"), (status = 400, description = "Invalid input"), (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"), (status = 404, description = "Not found")), security(("bearer" = []), ("session_cookie" = [])))]
 async fn delete(
     caller: Authorized<ActionMapDelete>,
     State(state): State<AppState>,
@@ -272,6 +277,7 @@ struct ActionEventRequest {
 
 /// `POST /api/v2/journey/deployments/{deploymentId}/actionevent`: the tracker reports an offer's new state;
 /// recorded as a `WebActionEvent` on the session. 204 when stored (or already in that state).
+#[utoipa::path(post, path = "/api/v2/journey/deployments/{deployment_id}/actionevent", tag = "tracking", description = "Public (no token): the tracker reports an offer's new state (Genesys `ActionEventRequest`), recorded as a `WebActionEvent`. An accepted chat offer starts a web chat conversation for the visitor.", params(("deployment_id" = String, Path, description = "Deployment id")), request_body(content = serde_json::Value, description = "`ActionEventRequest`"), responses((status = 204, description = "Recorded"), (status = 400, description = "Invalid input"), (status = 403, description = "Origin not allowed"), (status = 404, description = "Unknown deployment, session or action"), (status = 409, description = "Impossible transition"), (status = 429, description = "Rate limited")))]
 async fn post_actionevent(
     State(state): State<AppState>,
     Path(deployment_id): Path<String>,
@@ -327,6 +333,9 @@ async fn post_actionevent(
                 if let Some(e) = &stored.event {
                     metrics::counter!("waymark_events_ingested_total", "kind" => "action").increment(1);
                     tracing::debug!(session = %stored.session.session.id, event = %e.id, state = raw_state, "offer state recorded");
+                    if action_state == ActionState::Accepted {
+                        start_chat(&state, org, &stored, e).await?;
+                    }
                 }
                 Ok(StatusCode::NO_CONTENT.into_response())
             }
@@ -340,12 +349,61 @@ async fn post_actionevent(
     resp
 }
 
+/// An accepted chat offer starts a web chat (or web messaging) conversation for the visitor: a `started`
+/// lifecycle event addressed to the visitor's cookie id, so the conversation session joins the same customer's
+/// journey as the web session that received the offer. Its id derives from the action id, so a retried report
+/// cannot start a second conversation.
+async fn start_chat(
+    state: &AppState,
+    org: waymark_domain::ids::OrgId,
+    stored: &waymark_store::ActionStored,
+    event: &waymark_domain::event::Event,
+) -> ApiResult<()> {
+    use waymark_domain::conversation::{Address, Channel, ConversationEvent, Direction, LifecycleType};
+    let Some(action) = event.web_action_event.as_ref() else { return Ok(()) };
+    let channel = match action.action.media_type.as_str() {
+        "webchat" => Channel::WebChat,
+        "webMessagingOffer" => Channel::WebMessaging,
+        _ => return Ok(()),
+    };
+    let Some(cookie) =
+        stored.session.session.customer_id.as_deref().and_then(|c| waymark_domain::web_event::CookieId::parse(c).ok())
+    else {
+        return Ok(());
+    };
+    let conversation = ConversationEvent {
+        id: format!("offer-{}", action.action.id),
+        conversation_id: action.action.id.clone(),
+        kind: LifecycleType::Started,
+        at: event.created_date,
+        channel: Some(channel),
+        direction: Some(Direction::Inbound),
+        address: Some(Address { cookie_id: Some(cookie), ..Default::default() }),
+        subject: Some(action.action.prompt.clone()).filter(|p| !p.is_empty()),
+        queue: None,
+        agent: None,
+        wrapup_code: None,
+        notes: None,
+        disconnect_type: None,
+    };
+    let config = state.journey_config(org).await?;
+    let item = IngestItem::Conversation(Box::new(waymark_store::ConversationItem::Event(Box::new(conversation))));
+    let results = state.store.ingest(IngestBatch { org, config, items: vec![item] }).await?;
+    if let Some(ItemResult::Rejected(r)) = results.first() {
+        tracing::warn!(org = %org, action = %action.action.id, reason = %r.message, "the accepted chat could not start a conversation");
+    }
+    publish_results(state, org, &results).await;
+    Ok(())
+}
+
 /// Action maps CRUD and the public `actionevent` endpoint.
-pub fn routes() -> axum::Router<AppState> {
-    use axum::routing::{get, post};
-    axum::Router::new()
-        .route("/api/v2/journey/actionmaps", get(list).post(create))
-        .route("/api/v2/journey/actionmaps/{id}", get(get_one).patch(patch).delete(delete))
-        .route("/api/v2/journey/deployments/{deployment_id}/actionevent", post(post_actionevent).options(preflight))
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    use utoipa_axum::router::OpenApiRouter;
+    use utoipa_axum::routes;
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get_one, patch, delete))
+        .routes(routes!(post_actionevent))
+        .route("/api/v2/journey/deployments/{deployment_id}/actionevent", axum::routing::options(preflight))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
 }

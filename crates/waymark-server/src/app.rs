@@ -2,9 +2,11 @@
 //! HTTP task and the maintenance task, and returns a handle that owns them; [`Server::shutdown`] stops and
 //! joins both (one owner for every background task).
 
+use crate::agent_ui;
 use crate::error::ApiError;
+use crate::openapi;
+use crate::sdk;
 use crate::state::AppState;
-use crate::{actions_api, journey_api, live_api, sdk, tracking};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -23,17 +25,18 @@ use waymark_domain::ErrorCode;
 /// Build the router with every route and layer. Each feature module owns its routes (`routes()`); this
 /// function only assembles them and adds the cross-cutting layers.
 pub fn router(state: AppState) -> Router {
+    // Documented API routes (see `openapi::api_routes`) and the document generated from them.
+    let (api, doc) = openapi::api_routes(state.config.limits.max_body_bytes).split_for_parts();
     Router::new()
-        .merge(tracking::routes(state.config.limits.max_body_bytes))
-        .merge(journey_api::routes())
-        .merge(live_api::routes())
-        .merge(actions_api::routes())
+        .merge(api)
+        .merge(agent_ui::routes())
         .merge(sdk::routes())
         .route("/health", get(health))
         .route("/metrics", get(metrics_endpoint))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .merge(openapi::routes(&doc))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

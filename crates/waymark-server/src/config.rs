@@ -35,6 +35,9 @@ pub struct ServerConfig {
     pub ping_interval_ms: i64,
     /// Frequency caps of web offers (action maps).
     pub offers: OfferPolicy,
+    /// Origins allowed to embed the agent view in an iframe (CSP `frame-ancestors`), e.g.
+    /// `https://desk.example.com`; empty = only Waymark's own pages.
+    pub ui_frame_ancestors: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,6 +83,7 @@ impl Default for ServerConfig {
             maintenance_interval_secs: 60,
             ping_interval_ms: 5_000,
             offers: OfferPolicy::default(),
+            ui_frame_ancestors: Vec::new(),
         }
     }
 }

@@ -23,6 +23,13 @@ pub async fn publish_results(state: &AppState, org: OrgId, results: &[ItemResult
                 }
                 state.hub.publish(org, LiveChange::Session(record));
             }
+            ItemResult::Conversation(stored) => {
+                let record = Arc::new(stored.session.clone());
+                state
+                    .hub
+                    .publish(org, LiveChange::Event { record: record.clone(), event: Arc::new(stored.event.clone()) });
+                state.hub.publish(org, LiveChange::Session(record));
+            }
             ItemResult::Pinged { session: Some(s), derived, .. } => {
                 let record = Arc::new(s.clone());
                 for d in derived {

@@ -86,6 +86,10 @@ pub trait Store: Send + Sync + 'static {
     /// Find contacts by name, email, phone or cookie id.
     async fn search_contacts(&self, org: OrgId, query: &ContactQuery, limit: usize) -> StoreResult<Vec<Contact>>;
 
+    /// The session a contact-center conversation folded into, by the contact center's conversation id (`None`
+    /// for unknown conversations and for those refused for their channel).
+    async fn conversation_session(&self, org: OrgId, conversation_id: &str) -> StoreResult<Option<SessionId>>;
+
     /// Insert or replace an administrative record. With `expect_version`, fails with `Conflict` when the stored
     /// version differs (optimistic concurrency); with `unique_name`, fails when another record of the kind and
     /// organisation has the same name.

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use waymark_domain::action_map::ActionMap;
+use waymark_domain::conversation::{ConversationEvent, ConversationState};
 use waymark_domain::event::{Event, EventType};
 use waymark_domain::identity::TraitIdentity;
 use waymark_domain::ids::{ContactId, CustomerId, OrgId, SessionId};
@@ -39,6 +40,8 @@ pub enum IngestItem {
     Ping { cookie: CookieId, at: Timestamp, page_url: Option<String> },
     /// The tracker reports a new state of an offer (`actionevent`).
     Action(Box<ActionItem>),
+    /// A contact-center conversation lifecycle event, or the refusal of a whole conversation.
+    Conversation(Box<ConversationItem>),
 }
 
 /// An offer state change reported by the tracker.
@@ -58,6 +61,41 @@ pub struct ActionStored {
     /// The `WebActionEvent`; `None` when the offer already was in that state (a retry).
     pub event: Option<Event>,
     pub session: SessionRecord,
+}
+
+/// One conversation input.
+#[derive(Debug, Clone)]
+pub enum ConversationItem {
+    /// A validated lifecycle event whose queue, agent and wrap-up code name organisation records.
+    Event(Box<ConversationEvent>),
+    /// A conversation on a channel the journey does not show: remember its id (tombstone) so that none of its
+    /// events is ever stored, and drop whatever was stored for it before the refusal arrived.
+    Refuse { conversation_id: String, at: Timestamp, rejection: Rejection },
+}
+
+/// What the store keeps per conversation: every distinct lifecycle event (so a late event re-folds the
+/// session), the session it folds into, or the tombstone of a refused conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredConversation {
+    pub conversation_id: String,
+    pub session_id: Option<SessionId>,
+    /// A tombstone: the conversation is on a channel the journey does not show.
+    pub refused: bool,
+    pub state: ConversationState,
+    /// Latest event or refusal time (retention).
+    pub updated: Timestamp,
+}
+
+impl StoredConversation {
+    pub fn new(conversation_id: &str, at: Timestamp) -> Self {
+        StoredConversation {
+            conversation_id: conversation_id.to_string(),
+            session_id: None,
+            refused: false,
+            state: ConversationState::default(),
+            updated: at,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +119,19 @@ pub enum ItemResult {
     Action(Box<ActionStored>),
     /// Refused by a journey rule; the rest of the batch is unaffected.
     Rejected(Rejection),
+    /// A conversation event stored and folded into its session.
+    Conversation(Box<ConversationStored>),
+}
+
+#[derive(Debug, Clone)]
+pub struct ConversationStored {
+    /// The conversation's session after the event (`externalContact` filled).
+    pub session: SessionRecord,
+    /// The timeline event stored for the lifecycle event.
+    pub event: Event,
+    pub new_session: bool,
+    /// Contacts merged into the session's contact by this event's address.
+    pub merged: Vec<ContactId>,
 }
 
 #[derive(Debug, Clone)]

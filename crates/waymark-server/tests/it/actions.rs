@@ -189,6 +189,20 @@ async fn an_offer_is_decided_delivered_and_answered_on_the_journey(b: Backend) {
     assert!(accepted["webActionEvent"]["timeToDisposition"].is_i64());
     assert_eq!(accepted["webActionEvent"]["action"]["prompt"], "Need a hand with your order?");
     assert_eq!(accepted["session"]["id"], sid.as_str());
+
+    // The accepted chat started a web chat conversation in the same customer's journey.
+    let (status, sessions) = t.get("/api/v2/journey/customers/cookie/cookie-offer/sessions").await;
+    assert_eq!(status, 200, "{sessions}");
+    let chat = sessions["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["type"] == "conversation")
+        .unwrap_or_else(|| panic!("no conversation session: {sessions}"));
+    assert_eq!(chat["conversation"]["id"], action_id.as_str(), "{chat}");
+    assert_eq!(chat["customerId"], "cookie-offer");
+    assert_eq!(chat["originatingDirection"], "Inbound");
+    assert_eq!(chat["conversationChannels"][0]["type"], "Webchat", "{chat}");
     t.stop().await;
 }
 

@@ -4,8 +4,12 @@
 mod harness;
 
 mod actions;
+mod agent_ui;
 mod auth;
+mod conversations;
 mod identity;
 mod live;
+mod openapi;
+mod sdk_compat;
 mod tracker_browser;
 mod tracking;

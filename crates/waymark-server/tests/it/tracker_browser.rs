@@ -92,7 +92,7 @@ wm('pageview');
     let search = page("Search results", "<p>3 shoes</p>");
     let checkout = page(
         "Checkout",
-        r#"<form class="track" name="order" action="/thanks" method="get">
+        r#"<form class="track" name="order" action="/thanks" method="post">
 <label>Email <input id="email" name="email" type="email"></label>
 <label>Password <input id="password" name="password" type="password"></label>
 <button id="submit" type="submit">Order</button></form>"#,
@@ -100,7 +100,7 @@ wm('pageview');
     let thanks = page("Thanks", "<p>thank you</p>");
     let router = axum::Router::new().route(
         "/{*path}",
-        axum::routing::get(move |Path(path): Path<String>| {
+        axum::routing::any(move |Path(path): Path<String>| {
             let (home, app, search, checkout, thanks) =
                 (home.clone(), app.clone(), search.clone(), checkout.clone(), thanks.clone());
             async move {
@@ -146,8 +146,15 @@ async fn cookie_id(c: &Client) -> String {
     v.as_str().expect("the tracker set its first-party cookie").to_string()
 }
 
-/// All sessions and events of a customer, sessions newest first, events in order.
+/// All web sessions and their events of a customer, sessions newest first, events in order.
 async fn journey(t: &TestServer, cookie: &str) -> Vec<(Value, Vec<Value>)> {
+    let mut j = all_sessions(t, cookie).await;
+    j.retain(|(s, _)| s["type"] == "web");
+    j
+}
+
+/// Every session (web and conversation) of a customer.
+async fn all_sessions(t: &TestServer, cookie: &str) -> Vec<(Value, Vec<Value>)> {
     let (status, sessions) = t.get(&format!("/api/v2/journey/customers/cookie/{cookie}/sessions")).await;
     if status != 200 {
         return Vec::new();
@@ -312,6 +319,15 @@ async fn the_tracker_records_a_visit_and_answers_offers_in_chromium(b: Backend) 
     offer_gone(&c).await;
     let chat = c.execute("return window.__chat;", vec![]).await.expect("chat event");
     assert!(chat.is_string(), "accepting a chat offer tells the page to open its chat: {chat}");
+    eventually("the web chat conversation", || async {
+        let all = all_sessions(&t, &cookie).await;
+        let conv = all.iter().find(|(s, _)| s["type"] == "conversation").map(|(s, _)| s.clone());
+        match conv {
+            Some(s) if s["conversation"]["id"] == chat && s["conversationChannels"][0]["type"] == "Webchat" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
     eventually("the chat offer's states", || async {
         let j = journey(&t, &cookie).await;
         let states = j.iter().map(|(_, evs)| offer_states(evs, "Checkout help")).collect::<Vec<_>>().concat();
@@ -360,7 +376,9 @@ async fn the_tracker_records_a_visit_and_answers_offers_in_chromium(b: Backend) 
     assert_eq!(old.len(), 1, "the old customer's journey is unchanged");
     assert_eq!(old[0].1.len(), events_before_logout, "nothing after logout joined the old journey");
     let (_, contact_sessions) = t.get(&format!("/api/v2/externalcontacts/contacts/{contact}/journey/sessions")).await;
-    assert_eq!(contact_sessions["entities"].as_array().map(Vec::len), Some(1), "{contact_sessions}");
+    let types: Vec<&str> =
+        contact_sessions["entities"].as_array().unwrap().iter().filter_map(|s| s["type"].as_str()).collect();
+    assert_eq!(types, ["conversation", "web"], "the contact has the first visit and its chat only: {contact_sessions}");
 
     c.close().await.expect("close the browser");
     t.stop().await;
