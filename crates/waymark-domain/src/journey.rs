@@ -59,6 +59,10 @@ pub struct RuleState {
     /// Fingerprint of the visit context the definitions were last evaluated against.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub context: u64,
+    /// Which rules of the rule set `ruleset` this scope holds (assigned or achieved), as a bitset by rule
+    /// index: the matcher's quick index over `assigned` and `achieved`, rebuilt when the rule set changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<u64>,
 }
 
 fn is_zero(n: &u64) -> bool {

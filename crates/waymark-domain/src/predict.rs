@@ -78,6 +78,7 @@ pub struct SessionFeatures {
     last_ms: Option<i64>,
     sections: BTreeMap<String, u32>,
     context_seen: bool,
+    landed: bool,
     /// Outcomes achieved so far in the session (their probability is 1 from then on).
     achieved: Vec<String>,
 }
@@ -152,6 +153,10 @@ impl SessionFeatures {
             let path = normalize_path(&w.page.pathname);
             let section = section_of(&path);
             self.push(format!("path:{path}"), true);
+            if !self.landed {
+                self.landed = true;
+                self.push(format!("landing:{section}"), false);
+            }
             if w.event_name == "page_viewed" {
                 let pv_before = self.pageviews;
                 self.pageviews += 1;

@@ -196,6 +196,26 @@ impl Fnv {
     }
 }
 
+impl std::hash::Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        self.bytes(bytes);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv::new()
+    }
+}
+
+/// Hash maps keyed by short strings on the per-event path: FNV is several times cheaper than SipHash there,
+/// and the keys come from the organisation's own definitions.
+type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fnv>>;
+type FastSet<K> = HashSet<K, std::hash::BuildHasherDefault<Fnv>>;
+
 // Literal match flags.
 const ANY: u8 = 1;
 const PREFIX: u8 = 2;
@@ -257,8 +277,10 @@ impl ScannerBuilder {
 
 impl Scanner {
     /// One pass over each field: which literals occur, at the start, at the end, or as the whole field.
-    fn scan(&self, texts: &[Option<&str>]) -> Vec<u8> {
+    /// Returns the flags per literal and the literals that occur at all.
+    fn scan(&self, texts: &[Option<&str>]) -> (Vec<u8>, Vec<usize>) {
         let mut flags = vec![0u8; self.literals];
+        let mut hits = Vec::new();
         for g in &self.groups {
             let Some(text) = texts.get(g.slot).copied().flatten() else { continue };
             let lowered;
@@ -279,10 +301,14 @@ impl Scanner {
                 if m.start() == 0 && m.end() == hay.len() {
                     f |= EXACT;
                 }
-                flags[g.base + m.pattern().as_usize()] |= f;
+                let l = g.base + m.pattern().as_usize();
+                if flags[l] == 0 {
+                    hits.push(l);
+                }
+                flags[l] |= f;
             }
         }
-        flags
+        (flags, hits)
     }
 }
 
@@ -317,6 +343,7 @@ impl Crit {
 struct Counter {
     key: u64,
     scope: Scope,
+    event_name: Option<String>,
     criteria: Vec<usize>,
     /// Rules that use this counter.
     owners: Vec<usize>,
@@ -353,13 +380,23 @@ pub struct RuleSet {
     visit_scan: Scanner,
     /// Custom attribute names read by journey criteria; slot = `EVENT_KEYS.len() + index`.
     attributes: Vec<String>,
-    by_event: HashMap<String, Vec<usize>>,
-    any_event: Vec<usize>,
+    /// Event names some counter waits for (counters without a name wait for every event).
+    event_names: FastSet<String>,
+    /// Counters that can only match when one of their literals occurs: by literal (their "anchor" criterion
+    /// is a positive one, so a field without any of its values cannot satisfy it).
+    by_literal: Vec<Vec<usize>>,
+    /// Counters checked on every event of their name (only negative, ordering or no criteria).
+    unanchored_by_event: FastMap<String, Vec<usize>>,
+    unanchored_any: Vec<usize>,
+    any_event: bool,
+    /// Rule index by segment id / outcome id.
+    segment_rules: FastMap<String, usize>,
+    outcome_rules: FastMap<String, usize>,
     /// Visit slots any context criterion reads (the context fingerprint covers only these).
     visit_slots: Vec<usize>,
-    session_keys: HashSet<u64>,
-    customer_keys: HashSet<u64>,
-    segment_ids: HashSet<String>,
+    session_keys: FastSet<u64>,
+    customer_keys: FastSet<u64>,
+    segment_ids: FastSet<String>,
 }
 
 struct Builder {
@@ -519,12 +556,13 @@ impl RuleSet {
         }
 
         for (key, scope, event_name, criteria) in counter_defs {
-            let ci = rs.counters.len();
-            match event_name {
-                Some(n) => rs.by_event.entry(n).or_default().push(ci),
-                None => rs.any_event.push(ci),
+            match &event_name {
+                Some(n) => {
+                    rs.event_names.insert(n.clone());
+                }
+                None => rs.any_event = true,
             }
-            rs.counters.push(Counter { key, scope, criteria, owners: Vec::new() });
+            rs.counters.push(Counter { key, scope, event_name, criteria, owners: Vec::new() });
         }
         for (ri, r) in rs.rules.iter().enumerate() {
             for (ci, _) in &r.journey {
@@ -540,6 +578,30 @@ impl RuleSet {
         let (event_scan, event_bases) = b.event.build()?;
         let (visit_scan, visit_bases) = b.visit.build()?;
         rs.event_crits = finish_crits(b.event_crits, &event_bases);
+        rs.by_literal = vec![Vec::new(); event_scan.literals];
+        for (ci, c) in rs.counters.iter().enumerate() {
+            let anchor = c.criteria.iter().map(|&k| &rs.event_crits[k]).find(|k| {
+                matches!(
+                    k.op,
+                    Operator::ContainsAny
+                        | Operator::ContainsAll
+                        | Operator::Equal
+                        | Operator::StartsWith
+                        | Operator::EndsWith
+                ) && !k.literals.is_empty()
+            });
+            match (anchor, &c.event_name) {
+                (Some(a), _) => a.literals.iter().for_each(|&l| rs.by_literal[l].push(ci)),
+                (None, Some(n)) => rs.unanchored_by_event.entry(n.clone()).or_default().push(ci),
+                (None, None) => rs.unanchored_any.push(ci),
+            }
+        }
+        for (ri, r) in rs.rules.iter().enumerate() {
+            match r.kind {
+                RuleKind::Segment { .. } => rs.segment_rules.insert(r.id.clone(), ri),
+                RuleKind::Outcome { .. } => rs.outcome_rules.insert(r.id.clone(), ri),
+            };
+        }
         rs.visit_crits = finish_crits(b.visit_crits, &visit_bases);
         rs.event_scan = event_scan;
         rs.visit_scan = visit_scan;
@@ -644,17 +706,29 @@ impl RuleSet {
         if session_rules.ruleset != self.fingerprint {
             session_rules.counters.retain(|k, _| self.session_keys.contains(k));
             session_rules.ruleset = self.fingerprint;
+            self.rebuild_held(session_rules, Scope::Session);
             full = true;
         }
         if customer_rules.ruleset != self.fingerprint {
             customer_rules.counters.retain(|k, _| self.customer_keys.contains(k));
             customer_rules.assigned.retain(|a| self.segment_ids.contains(&a.segment_id));
             customer_rules.ruleset = self.fingerprint;
+            self.rebuild_held(customer_rules, Scope::Customer);
             full = true;
         }
-        let held = customer_rules.assigned.len();
+        let before = customer_rules.assigned.len();
         customer_rules.assigned.retain(|a| a.expires.is_none_or(|e| e > now));
-        full |= customer_rules.assigned.len() != held;
+        if customer_rules.assigned.len() != before {
+            full = true;
+            self.rebuild_held(customer_rules, Scope::Customer);
+        }
+        let words = self.rules.len().div_ceil(64);
+        if session_rules.held.len() != words {
+            self.rebuild_held(session_rules, Scope::Session);
+        }
+        if customer_rules.held.len() != words {
+            self.rebuild_held(customer_rules, Scope::Customer);
+        }
         if self.rules.is_empty() {
             return Vec::new();
         }
@@ -666,14 +740,28 @@ impl RuleSet {
             full = true;
         }
 
-        // Count the patterns this event matches.
+        // Count the patterns this event matches: counters anchored on a literal that occurs, and the few
+        // that have no literal to wait for.
         let mut touched: Vec<usize> = Vec::new();
-        let named = self.by_event.get(web.event_name.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-        if !named.is_empty() || !self.any_event.is_empty() {
+        let name = web.event_name.as_str();
+        if self.any_event || self.event_names.contains(name) {
             let texts = self.event_texts(web);
-            let flags = self.event_scan.scan(&texts);
-            for &ci in named.iter().chain(self.any_event.iter()) {
+            let (flags, hits) = self.event_scan.scan(&texts);
+            let mut candidates: Vec<usize> = Vec::new();
+            for &l in &hits {
+                candidates.extend_from_slice(&self.by_literal[l]);
+            }
+            if let Some(u) = self.unanchored_by_event.get(name) {
+                candidates.extend_from_slice(u);
+            }
+            candidates.extend_from_slice(&self.unanchored_any);
+            candidates.sort_unstable();
+            candidates.dedup();
+            for ci in candidates {
                 let c = &self.counters[ci];
+                if c.event_name.as_deref().is_some_and(|n| n != name) {
+                    continue;
+                }
                 if c.criteria.iter().all(|&k| self.event_crits[k].holds(&flags, &texts)) {
                     let st = match c.scope {
                         Scope::Session => &mut *session_rules,
@@ -704,6 +792,9 @@ impl RuleSet {
                 Scope::Session => &mut *session_rules,
                 Scope::Customer => &mut *customer_rules,
             };
+            if is_held(&st.held, ri) {
+                continue;
+            }
             let counts_reached = r
                 .journey
                 .iter()
@@ -712,16 +803,14 @@ impl RuleSet {
                 continue;
             }
             if !r.context.is_empty() {
-                let vf = visit_flags.get_or_insert_with(|| self.visit_scan.scan(&visit));
+                let vf = visit_flags.get_or_insert_with(|| self.visit_scan.scan(&visit).0);
                 if !r.context.iter().all(|p| p.iter().all(|&k| self.visit_crits[k].holds(vf, &visit))) {
                     continue;
                 }
             }
             match &r.kind {
                 RuleKind::Segment { color, expiry_days } => {
-                    if st.assigned.iter().any(|a| a.segment_id == r.id) {
-                        continue;
-                    }
+                    set_held(&mut st.held, ri);
                     let expires = match (r.scope, expiry_days) {
                         (Scope::Customer, Some(d)) => Some(now.plus_secs(i64::from(*d) * 86_400)),
                         _ => None,
@@ -738,9 +827,7 @@ impl RuleSet {
                     }));
                 }
                 RuleKind::Outcome { is_positive, value } => {
-                    if st.achieved.contains(&r.id) {
-                        continue;
-                    }
+                    set_held(&mut st.held, ri);
                     st.achieved.push(r.id.clone());
                     let value = value
                         .as_ref()
@@ -757,6 +844,39 @@ impl RuleSet {
             }
         }
         out
+    }
+}
+
+fn is_held(bits: &[u64], i: usize) -> bool {
+    bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+}
+
+fn set_held(bits: &mut [u64], i: usize) {
+    if let Some(w) = bits.get_mut(i / 64) {
+        *w |= 1 << (i % 64);
+    }
+}
+
+impl RuleSet {
+    /// Recompute a scope's `held` bitset from its assignment and achievement lists.
+    fn rebuild_held(&self, st: &mut RuleState, scope: Scope) {
+        st.held = vec![0; self.rules.len().div_ceil(64)];
+        let mut bits = std::mem::take(&mut st.held);
+        for a in &st.assigned {
+            if let Some(&ri) = self.segment_rules.get(&a.segment_id)
+                && self.rules[ri].scope == scope
+            {
+                set_held(&mut bits, ri);
+            }
+        }
+        if scope == Scope::Session {
+            for id in &st.achieved {
+                if let Some(&ri) = self.outcome_rules.get(id) {
+                    set_held(&mut bits, ri);
+                }
+            }
+        }
+        st.held = bits;
     }
 }
 

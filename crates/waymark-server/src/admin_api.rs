@@ -218,17 +218,21 @@ async fn hash_off_runtime(password: String) -> ApiResult<String> {
 // Users
 
 fn user_json(u: &User) -> Value {
-    json!({
+    let mut v = json!({
         "id": u.id.to_string(),
         "name": u.name,
-        "email": u.email,
         "state": if u.active { "active" } else { "inactive" },
         "roleIds": u.role_ids.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
         "divisionIds": u.division_ids,
         "hasPassword": u.password_hash.is_some(),
         "dateCreated": u.created,
         "selfUri": format!("/api/v2/users/{}", u.id),
-    })
+    });
+    // Agents seen only in conversations have no email; absent values are omitted on the wire.
+    if !u.email.is_empty() {
+        v["email"] = json!(u.email);
+    }
+    v
 }
 
 async fn org_users(state: &AppState, org: OrgId) -> ApiResult<Vec<User>> {
@@ -249,7 +253,8 @@ async fn save_user(state: &AppState, u: &User) -> ApiResult<()> {
 }
 
 #[utoipa::path(get, path = "/api/v2/users", tag = "admin", description = "People of the organisation. Needs `directory:user:view`.",
-    params(("pageSize" = Option<u32>, Query, description = "1–500"), ("pageNumber" = Option<u32>, Query, description = "From 1")),
+    params(("pageSize" = Option<u32>, Query, description = "1–500"), ("pageNumber" = Option<u32>, Query, description = "From 1"),
+        ("name" = Option<String>, Query, description = "Name, `*` wildcards at either end"), ("id" = Option<String>, Query, description = "Ids, comma-joined or repeated")),
     responses((status = 200, description = "Page of users", body = serde_json::Value), (status = 401, description = "No valid token"),
         (status = 403, description = "Missing permission")),
     security(("bearer" = []), ("session_cookie" = [])))]
@@ -258,8 +263,16 @@ pub async fn list_users(
     State(state): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<Value>> {
-    let users = org_users(&state, auth.org).await?;
-    paged(users.iter().map(user_json).collect(), &QueryParams::parse(q), "/api/v2/users")
+    let q = QueryParams::parse(q);
+    let name = q.get("name").map(str::to_string);
+    let ids = q.list("id");
+    let users: Vec<User> = org_users(&state, auth.org)
+        .await?
+        .into_iter()
+        .filter(|u| name.as_ref().is_none_or(|n| crate::routing_api::name_matches(n, &u.name)))
+        .filter(|u| ids.is_empty() || ids.contains(&u.id.to_string()))
+        .collect();
+    paged(users.iter().map(user_json).collect(), &q, "/api/v2/users")
 }
 
 #[utoipa::path(get, path = "/api/v2/users/me", tag = "admin",

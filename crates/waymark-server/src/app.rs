@@ -77,6 +77,8 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
     maintenance: JoinHandle<()>,
+    /// Relays other nodes' changes to the live hub (stores shared by several nodes).
+    feed: Option<JoinHandle<()>>,
 }
 
 impl Server {
@@ -93,6 +95,23 @@ impl Server {
                     let _ = http_rx.wait_for(|v| *v).await;
                 })
                 .await
+        });
+        let feed = state.store.remote_changes().map(|mut changes| {
+            let (fstate, mut stop) = (state.clone(), rx.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        r = changes.recv() => match r {
+                            Ok(change) => crate::publish::publish_remote(&fstate, &change),
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                                tracing::warn!(missed = n, "the live hub fell behind other nodes' changes");
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                        },
+                        _ = stop.wait_for(|v| *v) => break,
+                    }
+                }
+            })
         });
         let mstate = state.clone();
         let maintenance = tokio::spawn(async move {
@@ -111,7 +130,7 @@ impl Server {
             }
         });
         tracing::info!(%addr, store = state.store.backend(), "waymark is listening");
-        Ok(Server { addr, state, shutdown, http, maintenance })
+        Ok(Server { addr, state, shutdown, http, maintenance, feed })
     }
 
     /// Stop accepting requests, finish in-flight ones, stop background work, and wait for all of it.
@@ -120,6 +139,9 @@ impl Server {
         // Live streams never end by themselves; give in-flight requests a moment, then stop.
         let _ = tokio::time::timeout(Duration::from_secs(5), self.http).await;
         let _ = self.maintenance.await;
+        if let Some(feed) = self.feed {
+            let _ = feed.await;
+        }
     }
 
     /// Run until Ctrl-C / SIGTERM, then shut down.

@@ -5,6 +5,8 @@
 //! - [`conversation_api`]: conversation lifecycle ingestion from the contact center; [`routing_api`]: queues,
 //!   wrap-up codes and users.
 //! - [`live_api`] and [`live`]: server push of journey changes to agents.
+//! - [`rules_api`]: segment and outcome administration (Genesys CRUD).
+//! - [`predictions`] and [`scores_api`]: live outcome predictions, their training and their read API.
 //! - [`app`]: routes, middleware and the server lifecycle; [`maintenance`]: the background jobs.
 //! - [`bootstrap`] and [`accounts`]: organisations, users, roles, tokens; [`sign_in`]: OAuth and password
 //!   sign-in; [`admin_api`]: administration; [`openapi`]: the generated API document.
@@ -27,9 +29,12 @@ pub mod live;
 pub mod live_api;
 pub mod maintenance;
 pub mod openapi;
+pub mod predictions;
 pub mod publish;
 pub mod rate_limit;
 pub mod routing_api;
+pub mod rules_api;
+pub mod scores_api;
 pub mod sdk;
 pub mod sign_in;
 pub mod state;

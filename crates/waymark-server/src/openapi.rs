@@ -4,7 +4,10 @@
 //! result at `/openapi.json` and a small reader page at `/docs`.
 
 use crate::state::AppState;
-use crate::{actions_api, admin_api, conversation_api, journey_api, live_api, routing_api, sign_in, tracking};
+use crate::{
+    actions_api, admin_api, conversation_api, journey_api, live_api, routing_api, rules_api, scores_api, sign_in,
+    tracking,
+};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
@@ -63,6 +66,8 @@ pub fn api_routes(body_limit: usize) -> OpenApiRouter<AppState> {
         .merge(admin_api::routes())
         .merge(conversation_api::routes())
         .merge(routing_api::routes())
+        .merge(rules_api::routes())
+        .merge(scores_api::routes())
         .merge(actions_api::routes())
 }
 

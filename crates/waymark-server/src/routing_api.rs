@@ -203,7 +203,7 @@ fn entity_json(kind: RoutingKind, rec: &Record) -> ApiResult<Value> {
 }
 
 /// `name` filter: exact (case-insensitive), or with leading/trailing `*` as wildcards (Genesys).
-fn name_matches(pattern: &str, name: &str) -> bool {
+pub(crate) fn name_matches(pattern: &str, name: &str) -> bool {
     let (p, n) = (pattern.trim().to_lowercase(), name.to_lowercase());
     match (p.strip_prefix('*'), p.strip_suffix('*')) {
         (Some(rest), _) if rest.ends_with('*') => n.contains(rest.trim_end_matches('*')),

@@ -962,7 +962,7 @@ function renderOutcomes(s) {
       fill.style.width = `${Math.round(Math.min(1, Math.max(0, p)) * 100)}%`;
       const tick = h("span", { class: "tick" });
       tick.style.left = `${Math.round(Math.min(1, Math.max(0, max)) * 100)}%`;
-      const drivers = (sc.topDrivers || sc.drivers || sc.explanation || [])
+      const drivers = (sc.topFeatures || sc.topDrivers || sc.drivers || [])
         .slice(0, 5)
         .map((d) => (typeof d === "string" ? d : d.label || d.feature || d.name || ""))
         .filter(Boolean);

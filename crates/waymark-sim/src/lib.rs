@@ -190,11 +190,11 @@ impl Visitor {
                     Source::Search => 0.0,
                     Source::Social => -0.4,
                 };
-                sigmoid(base + source + 3.0 * (self.intent - 0.5) - if mobile { 0.5 } else { 0.0 })
+                sigmoid(base + source + 1.8 * (self.intent - 0.5) - if mobile { 0.5 } else { 0.0 })
             }
             DemoOutcome::SupportContact => {
                 let base = if self.persona == Persona::SupportSeeker { -0.4 } else { -4.5 };
-                sigmoid(base + 3.5 * (self.frustration - 0.5))
+                sigmoid(base + 2.6 * (self.frustration - 0.5))
             }
             DemoOutcome::NewsletterSignup => {
                 let base = match self.persona {
@@ -203,7 +203,7 @@ impl Visitor {
                     _ => -3.6,
                 };
                 let subscribed = if self.source == Source::Email { -1.5 } else { 0.0 };
-                sigmoid(base + subscribed + 2.5 * (self.engagement - 0.5) + if mobile { -0.4 } else { 0.2 })
+                sigmoid(base + subscribed + 2.0 * (self.engagement - 0.5) + if mobile { -0.4 } else { 0.2 })
             }
         }
     }
@@ -386,10 +386,10 @@ impl Simulator {
         let mut b = Builder { rng: &mut self.rng, v: &visitor, events: Vec::new(), at: 0, cart: 0 };
         let p = visitor.persona;
         let n = match p {
-            Persona::Buyer => 3 + b.geometric(0.25 + 0.25 * (1.0 - visitor.intent)),
+            Persona::Buyer => 4 + b.geometric(0.25 + 0.25 * (1.0 - visitor.intent)),
             Persona::Researcher => 5 + b.geometric(0.15),
-            Persona::Browser => 2 + b.geometric(0.45 - 0.3 * visitor.engagement),
-            Persona::SupportSeeker => 2 + b.geometric(0.5 - 0.2 * visitor.frustration),
+            Persona::Browser => 3 + b.geometric(0.45 - 0.3 * visitor.engagement),
+            Persona::SupportSeeker => 3 + b.geometric(0.5 - 0.2 * visitor.frustration),
         }
         .min(40);
         b.landing();
@@ -440,7 +440,7 @@ impl Builder<'_> {
             Persona::Researcher => 45.0,
             Persona::Buyer => 20.0,
             Persona::Browser => 15.0 + 50.0 * self.v.engagement,
-            Persona::SupportSeeker => 25.0,
+            Persona::SupportSeeker => 35.0 * (1.2 - 0.8 * self.v.frustration),
         };
         let x: f64 = self.rng.random();
         (base * (0.3 + 1.4 * x) * 1000.0) as i64
@@ -472,6 +472,14 @@ impl Builder<'_> {
         let (query, referrer) = self.v.source.landing(self.rng);
         let (path, title) = match (self.v.persona, self.v.source) {
             (Persona::SupportSeeker, _) => ("/help".to_string(), "Help centre".to_string()),
+            (Persona::Buyer, _) if self.rng.random_bool(0.05 + 0.85 * self.v.intent) => {
+                let (_, slug, _) = PRODUCTS[self.rng.random_range(0..PRODUCTS.len())];
+                (format!("/p/{slug}-{}", 2000 + self.rng.random_range(0..50)), title_case(slug))
+            }
+            (Persona::Researcher, _) if self.rng.random_bool(0.5) => {
+                let (_, slug, _) = PRODUCTS[self.rng.random_range(0..PRODUCTS.len())];
+                (format!("/p/{slug}/reviews"), format!("Reviews: {}", title_case(slug)))
+            }
             (_, Source::Paid | Source::Email) | (Persona::Buyer, _) => {
                 let c = pick(self.rng, &CATEGORIES);
                 (format!("/c/{c}"), format!("{} | Northwind Outfitters", title_case(c)))
@@ -517,7 +525,7 @@ impl Builder<'_> {
             ],
             Persona::SupportSeeker => vec![
                 (Step::Help, 3.0 + 3.0 * f),
-                (Step::Search, 0.5 + 2.0 * f),
+                (Step::Search, 0.5 + 4.0 * f),
                 (Step::Home, 0.5),
                 (Step::Product, 0.3),
             ],
@@ -539,7 +547,7 @@ impl Builder<'_> {
                 let id = 2000 + self.rng.random_range(0..50);
                 self.page(&format!("/p/{slug}-{id}"), &title_case(slug));
                 let buyerish = matches!(self.v.persona, Persona::Buyer | Persona::Researcher);
-                let p_cart = if buyerish { 0.03 + 0.45 * self.v.intent } else { 0.01 + 0.08 * self.v.intent };
+                let p_cart = if buyerish { 0.03 + 0.7 * self.v.intent } else { 0.01 + 0.1 * self.v.intent };
                 if self.rng.random_bool(p_cart) {
                     self.cart += 1;
                     self.push(
@@ -561,11 +569,15 @@ impl Builder<'_> {
                 let q = match self.v.persona {
                     Persona::SupportSeeker => {
                         let f = self.v.frustration;
-                        if self.rng.random_bool(0.2 + 0.6 * f) {
+                        if self.rng.random_bool(0.1 + 0.85 * f) {
                             pick(self.rng, &["refund not received", "cancel order", "item broken", "talk to someone"])
                         } else {
                             HELP[self.rng.random_range(0..HELP.len())].1
                         }
+                    }
+                    // Ready buyers search for a model by name; others for a kind of product.
+                    _ if self.rng.random_bool(self.v.intent * self.v.intent) => {
+                        pick(self.rng, &["ridge 2 tent", "storm shell", "alpine hiker gtx", "summit 45", "polar 0c"])
                     }
                     _ => pick(
                         self.rng,

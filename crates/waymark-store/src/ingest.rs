@@ -10,9 +10,8 @@ use std::collections::HashMap;
 use waymark_domain::conversation::{Inserted, journey_event};
 use waymark_domain::event::{Event, EventType};
 use waymark_domain::identity::{Identifier, LinkPlan, TraitIdentity, plan_link};
-use waymark_domain::ids::EventId;
-use waymark_domain::ids::{ContactId, CustomerId, OrgId, SessionId};
-use waymark_domain::journey::{CustomerState, apply_web_event};
+use waymark_domain::ids::{ContactId, CustomerId, EventId, OrgId, SessionId};
+use waymark_domain::journey::{CustomerState, WebApplied, apply_web_event};
 use waymark_domain::offer::{OfferContext, OfferEngine, action_event_body};
 use waymark_domain::session::Session;
 use waymark_domain::web_event::CookieId;
@@ -124,12 +123,14 @@ async fn apply_web<T: JourneyTx>(
     let contact = state.contact_id;
     applied.session.external_contact = None;
     tx.insert_event(org, &applied.event, client_key.as_deref()).await?;
+    let mut derived = match_rules(&mut state, &mut applied, config, ev.created);
+    for e in &derived {
+        tx.insert_event(org, e, None).await?;
+    }
     // Offers are decided for the visitor's current session only (a late event for an older one decides nothing).
-    let derived = if state.current.as_ref().is_some_and(|c| c.session.id == applied.session.id) {
-        run_offers(tx, org, config, &mut state, Some(&applied.event), None, ev.created).await?
-    } else {
-        Vec::new()
-    };
+    if state.current.as_ref().is_some_and(|c| c.session.id == applied.session.id) {
+        derived.extend(run_offers(tx, org, config, &mut state, Some(&applied.event), None, ev.created).await?);
+    }
     if let Some(closed) = applied.closed.as_mut() {
         closed.external_contact = None;
         tx.upsert_session(org, Some(state.customer_id), contact, closed).await?;
@@ -150,6 +151,33 @@ async fn apply_web<T: JourneyTx>(
         merged,
         total_events: state.total_events,
     })))
+}
+
+/// Run the segment/outcome matcher on the placed event, against the rule state of the session it joined and
+/// of its customer. Assignments and achievements are recorded on the session (both the stored one in
+/// `state` and `applied.session`) and returned as journey events, timed with the event that caused them.
+fn match_rules(
+    state: &mut CustomerState,
+    applied: &mut WebApplied,
+    config: &JourneyConfig,
+    at: Timestamp,
+) -> Vec<Event> {
+    let sid = &applied.session.id;
+    let open = if state.current.as_ref().is_some_and(|c| c.session.id == *sid) {
+        state.current.as_mut()
+    } else {
+        state.previous.as_mut().filter(|p| p.session.id == *sid)
+    };
+    let Some(open) = open else { return Vec::new() };
+    let derived = config.rules.on_event(&mut open.rules, &mut state.rules, &open.session, &applied.event, at);
+    derived
+        .iter()
+        .map(|d| {
+            d.apply_to(&mut open.session);
+            d.apply_to(&mut applied.session);
+            d.to_event(&applied.session, EventId(new_uuid(at)).to_string(), applied.event.id.clone())
+        })
+        .collect()
 }
 
 /// Link the customer to the contact its identifiers name, creating or merging contacts as the domain's

@@ -10,6 +10,7 @@
 
 pub mod ingest;
 pub mod migrate;
+pub mod postgres;
 pub mod record;
 pub mod sqlite;
 pub mod types;
@@ -115,4 +116,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts for health and metrics.
     async fn stats(&self) -> StoreResult<StoreStats>;
+
+    /// Run-once coordination of background jobs (retention, idle sessions, model training) across nodes:
+    /// `Some(lease)` when this node should run `job` now, `None` while another node holds it. Single-node
+    /// stores always grant it.
+    async fn job_lease(&self, job: &str) -> StoreResult<Option<JobLease>> {
+        let _ = job;
+        Ok(Some(JobLease::local()))
+    }
+
+    /// Journey changes committed by **other nodes** sharing this store, for the live hub. `None` when the
+    /// store has a single node (the embedded store).
+    fn remote_changes(&self) -> Option<tokio::sync::broadcast::Receiver<std::sync::Arc<RemoteChange>>> {
+        None
+    }
 }

@@ -9,14 +9,17 @@ use waymark_domain::identity::TraitIdentity;
 use waymark_domain::ids::{ContactId, CustomerId, OrgId, SessionId};
 use waymark_domain::journey::{Enrichment, SessionRules};
 use waymark_domain::offer::{ActionState, OfferPolicy, OfferRecord};
+use waymark_domain::rules::RuleSet;
 use waymark_domain::session::Session;
 use waymark_domain::web_event::{CookieId, WebEvent};
 use waymark_domain::{Rejection, Timestamp};
 
-/// The organisation's journey rules in force for a batch (sessionization now; segments and outcomes join).
+/// The organisation's journey rules in force for a batch: sessionization, and its segments and outcomes
+/// compiled once per configuration.
 #[derive(Debug, Clone, Default)]
 pub struct JourneyConfig {
     pub session: SessionRules,
+    pub rules: Arc<RuleSet>,
     /// Active and inactive action maps of the organisation, evaluated by the offer engine.
     pub action_maps: Vec<ActionMap>,
     /// The organisation's offer frequency caps.
@@ -234,4 +237,43 @@ pub struct StoreStats {
     pub sessions: u64,
     pub customers: u64,
     pub contacts: u64,
+}
+
+/// Changes another node committed, read back from the store for the live hub.
+#[derive(Debug, Clone)]
+pub struct RemoteChange {
+    pub org: OrgId,
+    pub items: Vec<RemoteItem>,
+}
+
+#[derive(Debug, Clone)]
+pub enum RemoteItem {
+    /// A session's new state.
+    Session(Box<SessionRecord>),
+    /// A new event on a session.
+    Event { record: Box<SessionRecord>, event: Box<Event> },
+}
+
+/// Permission to run a background job now (see [`crate::Store::job_lease`]); whatever lock backs it is
+/// released when the lease is dropped.
+pub struct JobLease {
+    _guard: Option<Box<dyn Send + Sync>>,
+}
+
+impl JobLease {
+    /// A lease that needs no lock (a store with one node).
+    pub fn local() -> Self {
+        JobLease { _guard: None }
+    }
+
+    /// A lease held by `guard` until dropped.
+    pub fn holding(guard: impl Send + Sync + 'static) -> Self {
+        JobLease { _guard: Some(Box::new(guard)) }
+    }
+}
+
+impl std::fmt::Debug for JobLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self._guard.is_some() { "JobLease(held)" } else { "JobLease(local)" })
+    }
 }

@@ -4,6 +4,7 @@
 mod cli;
 mod demo;
 mod settings;
+mod visitors;
 
 use anyhow::Result;
 use clap::Parser;

@@ -584,3 +584,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn rule_state_survives_a_json_round_trip() {
+    let seg = segment(
+        "s",
+        1,
+        json!({"displayName": "S", "scope": "Customer", "assignmentExpirationDays": 2,
+        "journey": path_pattern("startsWith", "/a", 3)}),
+    );
+    let rs = RuleSet::new(&[seg], &[]).unwrap();
+    let s = visit("s1", DeviceCategory::Desktop, "Chrome", false);
+    let (mut sr, mut cr) = (RuleState::default(), RuleState::default());
+    rs.on_event(&mut sr, &mut cr, &s, &web(&s, "page_viewed", "/a", None, &[], t(0)), t(0));
+    rs.on_event(&mut sr, &mut cr, &s, &web(&s, "page_viewed", "/a", None, &[], t(1)), t(1));
+    let mut cr: RuleState = serde_json::from_str(&serde_json::to_string(&cr).unwrap()).unwrap();
+    let mut sr: RuleState = serde_json::from_str(&serde_json::to_string(&sr).unwrap()).unwrap();
+    assert_eq!(cr.counters.values().copied().collect::<Vec<_>>(), [2]);
+    let d = rs.on_event(&mut sr, &mut cr, &s, &web(&s, "page_viewed", "/a", None, &[], t(2)), t(2));
+    assert_eq!(ids(&d), ["s"]);
+    let cr2: RuleState = serde_json::from_str(&serde_json::to_string(&cr).unwrap()).unwrap();
+    assert_eq!(cr2, cr);
+}

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 crate::store_tests!(every_route_is_documented_and_every_documented_operation_is_routed);
 
 /// Operational endpoints that are deliberately not part of the API document.
-const NOT_API: &[&str] = &["/health", "/metrics", "/openapi.json", "/docs"];
+const NOT_API: &[&str] = &["/", "/health", "/metrics", "/openapi.json", "/docs"];
 /// Pages and static assets (the agent UI, the tracking script), not API.
 const NOT_API_PREFIXES: &[&str] = &["/agent", "/sdk/"];
 const METHODS: &[&str] = &["get", "post", "put", "patch", "delete"];
