@@ -9,6 +9,7 @@ crate::store_tests!(
     an_offer_is_decided_delivered_and_answered_on_the_journey,
     blocked_offers_say_why,
     actionevent_rejects_bad_input_and_other_deployments,
+    the_tracker_script_is_served_with_caching_and_gzip,
 );
 
 impl TestServer {
@@ -273,5 +274,24 @@ async fn actionevent_rejects_bad_input_and_other_deployments(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
+    t.stop().await;
+}
+
+async fn the_tracker_script_is_served_with_caching_and_gzip(b: Backend) {
+    let t = TestServer::start(b).await;
+    let r = t.client.get(t.url("/sdk/waymark.js")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let h = r.headers().clone();
+    assert_eq!(h["content-type"], "application/javascript; charset=utf-8");
+    assert!(h["cache-control"].to_str().unwrap().contains("max-age"));
+    let etag = h["etag"].to_str().unwrap().to_string();
+    let body = r.text().await.unwrap();
+    assert!(body.contains("'forms:track'") && body.contains("attachShadow"), "the real tracker is served");
+    let r = t.client.get(t.url("/sdk/waymark.js")).header("if-none-match", &etag).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 304);
+    let r = t.client.get(t.url("/sdk/waymark.js")).header("accept-encoding", "gzip").send().await.unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let gz = r.bytes().await.unwrap().len();
+    assert!(gz < 10_000, "the tracker stays small: {gz} bytes gzipped");
     t.stop().await;
 }
