@@ -5,6 +5,7 @@
 use crate::agent_ui;
 use crate::error::ApiError;
 use crate::openapi;
+use crate::sdk;
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(agent_ui::routes())
+        .merge(sdk::routes())
         .route("/health", get(health))
         .route("/metrics", get(metrics_endpoint))
         .fallback(not_found)

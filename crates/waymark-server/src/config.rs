@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use waymark_domain::limits::InputLimits;
+use waymark_domain::offer::OfferPolicy;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, rename_all = "snake_case")]
@@ -32,6 +33,8 @@ pub struct ServerConfig {
     pub maintenance_interval_secs: u64,
     /// How often the tracker should ping, in milliseconds.
     pub ping_interval_ms: i64,
+    /// Frequency caps of web offers (action maps).
+    pub offers: OfferPolicy,
     /// Origins allowed to embed the agent view in an iframe (CSP `frame-ancestors`), e.g.
     /// `https://desk.example.com`; empty = only Waymark's own pages.
     pub ui_frame_ancestors: Vec<String>,
@@ -81,6 +84,7 @@ impl Default for ServerConfig {
             ua_regexes: None,
             maintenance_interval_secs: 60,
             ping_interval_ms: 5_000,
+            offers: OfferPolicy::default(),
             ui_frame_ancestors: Vec::new(),
             body_timeout_secs: 10,
         }

@@ -11,8 +11,10 @@
 //! - [`bootstrap`] and [`accounts`]: organisations, users, roles, tokens; [`sign_in`]: OAuth and password
 //!   sign-in; [`admin_api`]: administration; [`openapi`]: the generated API document.
 //! - [`agent_ui`]: the agent's Customer Journey view (embedded page and assets).
+//! - [`actions_api`]: action maps CRUD and offer state reports (`actionevent`); [`sdk`]: the tracking script.
 
 pub mod accounts;
+pub mod actions_api;
 pub mod admin_api;
 pub mod agent_ui;
 pub mod app;
@@ -33,6 +35,7 @@ pub mod rate_limit;
 pub mod routing_api;
 pub mod rules_api;
 pub mod scores_api;
+pub mod sdk;
 pub mod sign_in;
 pub mod state;
 pub mod tracking;

@@ -5,7 +5,8 @@
 
 use crate::state::AppState;
 use crate::{
-    admin_api, conversation_api, journey_api, live_api, routing_api, rules_api, scores_api, sign_in, tracking,
+    actions_api, admin_api, conversation_api, journey_api, live_api, routing_api, rules_api, scores_api, sign_in,
+    tracking,
 };
 use axum::extract::State;
 use axum::http::header;
@@ -34,6 +35,7 @@ use utoipa_axum::router::OpenApiRouter;
         (name = "admin", description = "Users, roles, divisions, tokens, OAuth clients, deployments"),
         (name = "conversations", description = "Conversation lifecycle events from the contact center"),
         (name = "routing", description = "Queues and wrap-up codes"),
+        (name = "engagement", description = "Action maps: when to offer chats and content to visitors"),
     )
 )]
 struct ApiDoc;
@@ -66,6 +68,7 @@ pub fn api_routes(body_limit: usize) -> OpenApiRouter<AppState> {
         .merge(routing_api::routes())
         .merge(rules_api::routes())
         .merge(scores_api::routes())
+        .merge(actions_api::routes())
 }
 
 /// The document alone (for tests and `waymark openapi`).

@@ -32,8 +32,19 @@ pub async fn publish_results(state: &AppState, org: OrgId, results: &[ItemResult
                     .publish(org, LiveChange::Event { record: record.clone(), event: Arc::new(stored.event.clone()) });
                 state.hub.publish(org, LiveChange::Session(record));
             }
-            ItemResult::Pinged { session: Some(s) } => {
-                state.hub.publish(org, LiveChange::Session(Arc::new(s.clone())));
+            ItemResult::Pinged { session: Some(s), derived, .. } => {
+                let record = Arc::new(s.clone());
+                for d in derived {
+                    state.hub.publish(org, LiveChange::Event { record: record.clone(), event: Arc::new(d.clone()) });
+                }
+                state.hub.publish(org, LiveChange::Session(record));
+            }
+            ItemResult::Action(stored) => {
+                let record = Arc::new(stored.session.clone());
+                if let Some(e) = &stored.event {
+                    state.hub.publish(org, LiveChange::Event { record: record.clone(), event: Arc::new(e.clone()) });
+                }
+                state.hub.publish(org, LiveChange::Session(record));
             }
             _ => {}
         }

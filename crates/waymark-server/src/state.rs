@@ -123,8 +123,9 @@ impl AppState {
         }
         let segments = self.store.list_records(RecordKind::Segment, Some(org)).await?;
         let outcomes = self.store.list_records(RecordKind::Outcome, Some(org)).await?;
+        let action_maps = self.store.list_records(RecordKind::ActionMap, Some(org)).await?;
         let mut stamp = std::hash::DefaultHasher::new();
-        for r in segments.iter().chain(outcomes.iter()) {
+        for r in segments.iter().chain(outcomes.iter()).chain(action_maps.iter()) {
             (r.kind.as_str(), &r.id, r.version).hash(&mut stamp);
         }
         let stamp = stamp.finish();
@@ -138,7 +139,13 @@ impl AppState {
                     tracing::error!(%org, error = %e, "segments and outcomes cannot be compiled; matching is off");
                     RuleSet::default()
                 });
-                Arc::new(JourneyConfig { session, rules: Arc::new(rules) })
+                let action_maps = action_maps.iter().filter_map(decoded).collect();
+                Arc::new(JourneyConfig {
+                    session,
+                    rules: Arc::new(rules),
+                    action_maps,
+                    offer_policy: self.config.offers,
+                })
             }
         };
         let mut cache = self.journey_configs.lock();

@@ -396,10 +396,17 @@ async fn ping_inner(state: &AppState, ctx: &TrackingContext, cookie: &str, q: &P
     let now = state.clock.now();
     let org = ctx.deployment.org_id;
     let config = state.journey_config(org).await?;
-    let results =
-        state.store.ingest(IngestBatch { org, config, items: vec![IngestItem::Ping { cookie, at: now }] }).await?;
+    let page_url = q.dl.clone().filter(|u| u.starts_with("http://") || u.starts_with("https://"));
+    let item = IngestItem::Ping { cookie: cookie.clone(), at: now, page_url };
+    let results = state.store.ingest(IngestBatch { org, config, items: vec![item] }).await?;
     publish_results(state, org, &results).await;
-    Ok(json!({"actions": [], "pollIntervalMilliseconds": state.config.ping_interval_ms}))
+    let mut actions = Vec::new();
+    if let Some(ItemResult::Pinged { session: Some(s), offers, .. }) = results.first() {
+        for o in offers {
+            actions.push(crate::actions_api::web_action_json(o, cookie.as_str(), &s.session.id));
+        }
+    }
+    Ok(json!({"actions": actions, "pollIntervalMilliseconds": state.config.ping_interval_ms}))
 }
 
 /// The public tracking endpoints (no token; deployment and origin checked).

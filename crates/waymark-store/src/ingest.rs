@@ -8,10 +8,11 @@ use crate::types::*;
 use crate::{StoreError, StoreResult};
 use std::collections::HashMap;
 use waymark_domain::conversation::{Inserted, journey_event};
-use waymark_domain::event::Event;
+use waymark_domain::event::{Event, EventType};
 use waymark_domain::identity::{Identifier, LinkPlan, TraitIdentity, plan_link};
 use waymark_domain::ids::{ContactId, CustomerId, EventId, OrgId, SessionId};
 use waymark_domain::journey::{CustomerState, WebApplied, apply_web_event};
+use waymark_domain::offer::{OfferContext, OfferEngine, action_event_body};
 use waymark_domain::session::Session;
 use waymark_domain::web_event::CookieId;
 use waymark_domain::{ErrorCode, Rejection, Timestamp};
@@ -85,7 +86,10 @@ pub async fn apply_item<T: JourneyTx>(
 ) -> StoreResult<ItemResult> {
     match item {
         IngestItem::Web(web) => apply_web(tx, org, config, web).await,
-        IngestItem::Ping { cookie, at } => apply_ping(tx, org, config, cookie, *at).await,
+        IngestItem::Ping { cookie, at, page_url } => {
+            apply_ping(tx, org, config, cookie, *at, page_url.as_deref()).await
+        }
+        IngestItem::Action(item) => apply_action(tx, org, item).await,
         IngestItem::Conversation(c) => apply_conversation(tx, org, c).await,
     }
 }
@@ -119,9 +123,13 @@ async fn apply_web<T: JourneyTx>(
     let contact = state.contact_id;
     applied.session.external_contact = None;
     tx.insert_event(org, &applied.event, client_key.as_deref()).await?;
-    let derived = match_rules(&mut state, &mut applied, config, ev.created);
+    let mut derived = match_rules(&mut state, &mut applied, config, ev.created);
     for e in &derived {
         tx.insert_event(org, e, None).await?;
+    }
+    // Offers are decided for the visitor's current session only (a late event for an older one decides nothing).
+    if state.current.as_ref().is_some_and(|c| c.session.id == applied.session.id) {
+        derived.extend(run_offers(tx, org, config, &mut state, Some(&applied.event), None, ev.created).await?);
     }
     if let Some(closed) = applied.closed.as_mut() {
         closed.external_contact = None;
@@ -351,19 +359,23 @@ async fn apply_ping<T: JourneyTx>(
     config: &JourneyConfig,
     cookie: &CookieId,
     at: Timestamp,
+    page_url: Option<&str>,
 ) -> StoreResult<ItemResult> {
+    let nothing = || ItemResult::Pinged { session: None, offers: Vec::new(), derived: Vec::new() };
     let Some(mut state) = tx.load_customer(org, cookie).await? else {
-        return Ok(ItemResult::Pinged { session: None });
+        return Ok(nothing());
     };
     let timeout_ms = config.session.inactivity_timeout_secs * 1000;
-    let Some(open) = state.current.as_mut() else { return Ok(ItemResult::Pinged { session: None }) };
+    let Some(open) = state.current.as_mut() else { return Ok(nothing()) };
     if open.session.ended_date.is_some() || at.millis_since(open.last_at) > timeout_ms || at < open.first_at {
-        return Ok(ItemResult::Pinged { session: None });
+        return Ok(nothing());
     }
     open.last_at = open.last_at.max(at);
     open.session.touch(at);
     let session = open.session.clone();
     state.version += 1;
+    let derived = run_offers(tx, org, config, &mut state, None, page_url, at).await?;
+    let offers = state.current.as_ref().map(|c| c.offers.deliverable(at).cloned().collect()).unwrap_or_default();
     tx.upsert_session(org, Some(state.customer_id), state.contact_id, &session).await?;
     tx.save_customer(org, &state).await?;
     Ok(ItemResult::Pinged {
@@ -373,7 +385,126 @@ async fn apply_ping<T: JourneyTx>(
             contact_id: state.contact_id,
             session,
         }),
+        offers,
+        derived,
     })
+}
+
+/// Segment ids assigned to the customer's open session or to the customer.
+fn assigned_segments(state: &CustomerState) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    if let Some(open) = &state.current {
+        ids.extend(open.session.segment_assignments.iter().map(|a| a.segment.id.clone()));
+        ids.extend(open.rules.assigned.iter().map(|a| a.segment_id.clone()));
+    }
+    ids.extend(state.rules.assigned.iter().map(|a| a.segment_id.clone()));
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Run the offer engine for the customer's open session at `at` and store its decisions as
+/// `WebActionEvent`s. `event` is the web event that triggered the run (none for a ping).
+async fn run_offers<T: JourneyTx>(
+    tx: &mut T,
+    org: OrgId,
+    config: &JourneyConfig,
+    state: &mut CustomerState,
+    event: Option<&Event>,
+    page_url: Option<&str>,
+    at: Timestamp,
+) -> StoreResult<Vec<Event>> {
+    if config.action_maps.is_empty() && state.offers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let segments = assigned_segments(state);
+    let Some(open) = state.current.as_mut() else { return Ok(Vec::new()) };
+    let web = event.and_then(|e| e.web_event.as_ref());
+    let url = page_url
+        .or(web.map(|w| w.page.url.as_str()))
+        .or(open.session.last_page.as_ref().map(|p| p.url.as_str()))
+        .map(str::to_string);
+    let ctx = OfferContext {
+        now: at,
+        session_id: &open.session.id,
+        page_url: url.as_deref(),
+        event: web,
+        segments: &segments,
+        outcome_scores: &[],
+    };
+    let engine = OfferEngine { maps: &config.action_maps, policy: &config.offer_policy };
+    let outcomes = engine.decide(&mut open.offers, &mut state.offers, &ctx, || new_uuid(at).to_string());
+    let mut events = Vec::with_capacity(outcomes.len());
+    for o in outcomes {
+        let id = new_uuid(at).to_string();
+        let correlation = event.map_or_else(|| id.clone(), |e| e.id.clone());
+        let mut e = Event::envelope(id, correlation, &open.session, EventType::WebAction, at);
+        e.web_action_event = Some(o.event_body());
+        tx.insert_event(org, &e, None).await?;
+        events.push(e);
+    }
+    if !events.is_empty() {
+        state.version += 1;
+    }
+    Ok(events)
+}
+
+/// Record an offer state the tracker reports, on the session that received the offer.
+async fn apply_action<T: JourneyTx>(tx: &mut T, org: OrgId, item: &ActionItem) -> StoreResult<ItemResult> {
+    let unknown_session = || {
+        ItemResult::Rejected(Rejection::at(
+            ErrorCode::NotFound,
+            "sessionId",
+            "no such web session; use the sessionId the ping returned with the action",
+        ))
+    };
+    let Some(record) = tx.load_session(org, item.session_id).await? else { return Ok(unknown_session()) };
+    let Some(cookie) = record.session.customer_id.as_deref().and_then(|c| CookieId::parse(c).ok()) else {
+        return Ok(unknown_session());
+    };
+    let Some(mut state) = tx.load_customer(org, &cookie).await? else { return Ok(unknown_session()) };
+    let sid = item.session_id.to_string();
+    let is_current = state.current.as_ref().is_some_and(|c| c.session.id == sid);
+    let open = if is_current { state.current.as_mut() } else { state.previous.as_mut() };
+    let Some(open) = open.filter(|o| o.session.id == sid) else { return Ok(unknown_session()) };
+    let reported = match open.offers.report(&item.action_id, item.state, item.at) {
+        Ok(r) => r,
+        Err(r) => return Ok(ItemResult::Rejected(r)),
+    };
+    let mut event = None;
+    if reported.changed {
+        let o = &reported.offer;
+        let mut body = action_event_body(
+            &o.id,
+            item.state,
+            o.action.media_type,
+            &o.action.prompt(),
+            item.at,
+            (&o.map_id, o.map_version, &o.map_name),
+            reported.time_to_disposition,
+            None,
+        );
+        body.error_code = item.error_code.clone();
+        body.error_message = item.error_message.clone();
+        let id = new_uuid(item.at).to_string();
+        let mut e = Event::envelope(id, o.id.clone(), &open.session, EventType::WebAction, item.at);
+        e.web_action_event = Some(body);
+        tx.insert_event(org, &e, None).await?;
+        event = Some(e);
+        // The visitor answering an offer is a sign of life on an open session.
+        if is_current && open.session.ended_date.is_none() {
+            open.last_at = open.last_at.max(item.at);
+            open.session.touch(item.at);
+        }
+    }
+    let session = open.session.clone();
+    state.version += 1;
+    tx.upsert_session(org, Some(state.customer_id), state.contact_id, &session).await?;
+    tx.save_customer(org, &state).await?;
+    Ok(ItemResult::Action(Box::new(ActionStored {
+        event,
+        session: SessionRecord { org, customer_id: Some(state.customer_id), contact_id: state.contact_id, session },
+    })))
 }
 
 /// Encode a customer state for storage.

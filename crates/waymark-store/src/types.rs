@@ -2,11 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use waymark_domain::action_map::ActionMap;
 use waymark_domain::conversation::{ConversationEvent, ConversationState};
 use waymark_domain::event::{Event, EventType};
 use waymark_domain::identity::TraitIdentity;
 use waymark_domain::ids::{ContactId, CustomerId, OrgId, SessionId};
 use waymark_domain::journey::{Enrichment, SessionRules};
+use waymark_domain::offer::{ActionState, OfferPolicy, OfferRecord};
 use waymark_domain::rules::RuleSet;
 use waymark_domain::session::Session;
 use waymark_domain::web_event::{CookieId, WebEvent};
@@ -18,6 +20,10 @@ use waymark_domain::{Rejection, Timestamp};
 pub struct JourneyConfig {
     pub session: SessionRules,
     pub rules: Arc<RuleSet>,
+    /// Active and inactive action maps of the organisation, evaluated by the offer engine.
+    pub action_maps: Vec<ActionMap>,
+    /// The organisation's offer frequency caps.
+    pub offer_policy: OfferPolicy,
 }
 
 /// A batch of journey inputs for one organisation.
@@ -33,10 +39,31 @@ pub struct IngestBatch {
 pub enum IngestItem {
     /// A validated, enriched web event.
     Web(Box<WebItem>),
-    /// A tracker ping: the visitor is still there.
-    Ping { cookie: CookieId, at: Timestamp },
+    /// A tracker ping: the visitor is still there (on `page_url`, when the tracker said).
+    Ping { cookie: CookieId, at: Timestamp, page_url: Option<String> },
+    /// The tracker reports a new state of an offer (`actionevent`).
+    Action(Box<ActionItem>),
     /// A contact-center conversation lifecycle event, or the refusal of a whole conversation.
     Conversation(Box<ConversationItem>),
+}
+
+/// An offer state change reported by the tracker.
+#[derive(Debug, Clone)]
+pub struct ActionItem {
+    pub session_id: SessionId,
+    pub action_id: String,
+    pub state: ActionState,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub at: Timestamp,
+}
+
+/// A recorded offer state change.
+#[derive(Debug, Clone)]
+pub struct ActionStored {
+    /// The `WebActionEvent`; `None` when the offer already was in that state (a retry).
+    pub event: Option<Event>,
+    pub session: SessionRecord,
 }
 
 /// One conversation input.
@@ -88,8 +115,11 @@ pub enum ItemResult {
     Web(Box<WebStored>),
     /// A retry of an event already stored (same `clientEventId`); nothing was written.
     Duplicate { session: Option<SessionRecord> },
-    /// The ping touched this session (or none was open).
-    Pinged { session: Option<SessionRecord> },
+    /// The ping touched this session (or none was open). `offers` are due for the tracker to show; `derived`
+    /// are the offer decisions this ping made, already stored.
+    Pinged { session: Option<SessionRecord>, offers: Vec<OfferRecord>, derived: Vec<Event> },
+    /// An offer state change (`actionevent`).
+    Action(Box<ActionStored>),
     /// Refused by a journey rule; the rest of the batch is unaffected.
     Rejected(Rejection),
     /// A conversation event stored and folded into its session.

@@ -16,4 +16,5 @@ mod openapi;
 mod scores;
 mod sdk_compat;
 mod segments;
+mod tracker_browser;
 mod tracking;

@@ -342,7 +342,18 @@ impl<'a> PgTx<'a> {
                         let e = &c.event;
                         note.e.push((e.session.id.clone(), e.created_date.unix_millis(), e.id.clone()));
                     }
-                    ItemResult::Pinged { session: Some(s) } => note.s.push(s.session.id.clone()),
+                    ItemResult::Pinged { session: Some(s), derived, .. } => {
+                        note.s.push(s.session.id.clone());
+                        for e in derived {
+                            note.e.push((e.session.id.clone(), e.created_date.unix_millis(), e.id.clone()));
+                        }
+                    }
+                    ItemResult::Action(a) => {
+                        note.s.push(a.session.session.id.clone());
+                        if let Some(e) = &a.event {
+                            note.e.push((e.session.id.clone(), e.created_date.unix_millis(), e.id.clone()));
+                        }
+                    }
                     _ => {}
                 }
             }
