@@ -21,12 +21,6 @@ crate::store_tests!(
 
 const PATH: &str = "/api/v2/journey/conversationevents";
 
-/// One fixed point ten minutes before the first use, so that every event's time is exact relative to it.
-fn base(t: &TestServer) -> waymark_domain::Timestamp {
-    static BASE: std::sync::OnceLock<waymark_domain::Timestamp> = std::sync::OnceLock::new();
-    *BASE.get_or_init(|| t.now().minus_secs(600))
-}
-
 /// A lifecycle event `secs` after the fixed point.
 fn ev(t: &TestServer, id: &str, conv: &str, kind: &str, secs: i64) -> Value {
     // A fixed base (not `now()` per call) so that two lifecycles built apart in time carry the same timestamps.

@@ -4,6 +4,7 @@
 mod harness;
 
 mod access;
+mod actions;
 mod agent_ui;
 mod auth;
 mod conversations;

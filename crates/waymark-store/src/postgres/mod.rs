@@ -434,10 +434,6 @@ impl Store for PgStore {
         read::session(&self.client().await?, org, &id.to_string()).await
     }
 
-    async fn conversation_session(&self, org: OrgId, conversation_id: &str) -> StoreResult<Option<SessionId>> {
-        read::conversation_session(&self.client().await?, org, conversation_id).await
-    }
-
     async fn session_events(&self, org: OrgId, session: SessionId, page: &EventPage) -> StoreResult<Vec<Event>> {
         read::session_events(&self.client().await?, org, session, page).await
     }

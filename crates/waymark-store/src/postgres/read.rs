@@ -57,23 +57,6 @@ pub(crate) async fn session<C: GenericClient>(c: &C, org: OrgId, id: &str) -> St
     row.map(|r| session_from_row(org, &r)).transpose()
 }
 
-/// The session a contact-center conversation id folded into (not for refused conversations).
-pub(crate) async fn conversation_session<C: GenericClient>(
-    c: &C,
-    org: OrgId,
-    conversation_id: &str,
-) -> StoreResult<Option<SessionId>> {
-    let row = query_opt(
-        c,
-        "SELECT session_id FROM conversations WHERE org_id = $1 AND conversation_id = $2 AND NOT refused",
-        &[&org.0, &conversation_id],
-    )
-    .await?;
-    let Some(row) = row else { return Ok(None) };
-    let id: Option<String> = row.get(0);
-    Ok(id.and_then(|s| SessionId::parse(&s)))
-}
-
 pub(crate) async fn session_events<C: GenericClient>(
     c: &C,
     org: OrgId,
