@@ -33,6 +33,10 @@ pub struct Deployment {
     /// Visitors from these ranges (CIDR) are not tracked (e.g. the company's own offices).
     #[serde(default)]
     pub excluded_ip_ranges: Vec<String>,
+    /// Divisions the sessions of this deployment belong to (only callers of those divisions see them);
+    /// empty = the whole organisation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub division_ids: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -56,6 +60,7 @@ impl Deployment {
             keep_url_fragment: false,
             ip_collection: true,
             excluded_ip_ranges: Vec::new(),
+            division_ids: Vec::new(),
         }
     }
 

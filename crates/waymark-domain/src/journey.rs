@@ -10,6 +10,7 @@ use crate::Timestamp;
 use crate::event::{Event, EventType, WebEventBody};
 use crate::identity::TraitIdentity;
 use crate::ids::{ContactId, CustomerId, EventId, SessionId};
+use crate::offer::{CustomerOffers, SessionOffers};
 use crate::session::{LastEvent, Session, SessionType};
 use crate::web_event::{CookieId, WebEvent};
 use crate::wire::{Browser, Device, Geolocation, ReferrerMedium};
@@ -38,18 +39,34 @@ pub struct Enrichment {
     pub ip_organization: Option<String>,
 }
 
-/// Rule-engine counters (segments, outcomes) for one scope — a session or a customer.
+/// Rule-engine state (segments, outcomes) for one scope — a session or a customer. Kept by
+/// [`crate::rules::RuleSet::on_event`]; its size is bounded by the organisation's definitions (one counter per
+/// journey pattern, one entry per segment or outcome).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RuleState {
-    /// Pattern match counts, keyed by `<definition id>/<pattern index>`.
+    /// Pattern match counts, keyed by the pattern's stable key (definition id, scope and pattern content).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub counters: BTreeMap<String, u32>,
+    pub counters: BTreeMap<u64, u32>,
     /// Segments assigned in this scope, in assignment order, with the definition version that matched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub assigned: Vec<Assigned>,
     /// Outcomes achieved in this scope.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub achieved: Vec<String>,
+    /// Fingerprint of the rule set last applied to this state (a different one prunes counters).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ruleset: u64,
+    /// Fingerprint of the visit context the definitions were last evaluated against.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub context: u64,
+    /// Which rules of the rule set `ruleset` this scope holds (assigned or achieved), as a bitset by rule
+    /// index: the matcher's quick index over `assigned` and `achieved`, rebuilt when the rule set changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One segment assignment held by a scope.
@@ -75,6 +92,9 @@ pub struct OpenSession {
     /// Names of the events so far, in order (bounded), for prediction features.
     #[serde(default)]
     pub path: Vec<String>,
+    /// The offer engine's memory for this session (offers made, caps, blocks recorded).
+    #[serde(default, skip_serializing_if = "SessionOffers::is_empty")]
+    pub offers: SessionOffers,
 }
 
 /// UTM source/medium/campaign or the external referrer host that brought the visitor.
@@ -101,6 +121,9 @@ pub struct CustomerState {
     pub previous: Option<OpenSession>,
     #[serde(default)]
     pub rules: RuleState,
+    /// The offer engine's memory across sessions (maps waiting for the next session).
+    #[serde(default, skip_serializing_if = "CustomerOffers::is_empty")]
+    pub offers: CustomerOffers,
     /// Bumped on every change; the PostgreSQL store uses it to tell a stale cache from a fresh one.
     pub version: i64,
 }
@@ -118,6 +141,7 @@ impl CustomerState {
             current: None,
             previous: None,
             rules: RuleState::default(),
+            offers: CustomerOffers::default(),
             version: 0,
         }
     }
@@ -193,6 +217,7 @@ pub fn apply_web_event(
         s.short_id = Some(short_id(&id));
         s.mkt_campaign = ev.campaign.clone();
         s.referrer = ev.referrer.clone().filter(|r| r.medium != ReferrerMedium::Internal);
+        s.division_ids = ev.division_ids.clone();
         state.current = Some(OpenSession {
             session: s,
             first_at: at,
@@ -200,6 +225,7 @@ pub fn apply_web_event(
             source: source.clone(),
             rules: RuleState::default(),
             path: Vec::new(),
+            offers: SessionOffers::default(),
         });
     }
 

@@ -58,6 +58,11 @@ permissions! {
     AuthorizationRoleView = "authorization:role:view",
     AuthorizationRoleEdit = "authorization:role:edit",
     OauthClientEdit = "oauth:client:edit",
+    OauthClientView = "oauth:client:view",
+    AuthorizationDivisionView = "authorization:division:view",
+    AuthorizationDivisionEdit = "authorization:division:edit",
+    // Manage other people's API tokens (one's own tokens need no permission).
+    AuthorizationTokenEdit = "authorization:token:edit",
 }
 
 impl Permission {

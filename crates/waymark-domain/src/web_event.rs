@@ -173,6 +173,8 @@ pub struct WebEvent {
     pub ip_collected: bool,
     pub external_id: Option<String>,
     pub client_event_id: Option<String>,
+    /// The deployment's divisions; a session opened by this event carries them.
+    pub division_ids: Vec<String>,
 }
 
 /// Validate a `WebEventRequest` for `deployment` at time `now`. `request_ip` is the client address derived
@@ -324,6 +326,7 @@ pub fn parse_web_event(
         ip_collected: deployment.ip_collection,
         external_id,
         client_event_id,
+        division_ids: deployment.division_ids.clone(),
     })
 }
 

@@ -36,6 +36,9 @@ pub struct User {
     #[serde(default = "yes")]
     pub active: bool,
     pub created: Timestamp,
+    /// The identity of an OAuth client (never signs in with a password; not listed among people).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub service: bool,
 }
 
 fn yes() -> bool {
@@ -89,6 +92,8 @@ pub struct Token {
     pub description: String,
 }
 
+/// An OAuth client for the client-credentials grant. It acts as its own service user, whose roles and
+/// divisions apply to every token it obtains; deleting the client deletes that user, which voids its tokens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OauthClient {
@@ -97,10 +102,20 @@ pub struct OauthClient {
     pub org: OrgId,
     /// The identity the client acts as (its roles apply).
     pub user_id: UserId,
-    pub secret_sha256: String,
+    /// Argon2id PHC string of the client secret.
+    pub secret_hash: String,
     pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Lifetime of the access tokens it obtains, in seconds.
+    pub token_ttl_secs: i64,
     pub created: Timestamp,
 }
+
+/// Default lifetime of OAuth access tokens (Genesys: 86,400 s).
+pub const OAUTH_TOKEN_TTL_SECS: i64 = 86_400;
+/// Lifetime of a browser sign-in session.
+pub const SESSION_TTL_SECS: i64 = 12 * 3600;
 
 /// A freshly minted secret: what to give the user once, and what to store.
 pub struct Minted {
@@ -123,11 +138,18 @@ pub fn mint_token() -> Minted {
     Minted { token: format!("wm_{id}_{secret}"), secret_sha256: sha256_hex(&secret), id }
 }
 
-/// A new OAuth client secret.
-pub fn mint_secret() -> (String, String) {
-    let secret = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
-    let hash = sha256_hex(&secret);
-    (secret, hash)
+/// A new OAuth client id (32 hex chars) and secret (256 bits, base64url). Hash the secret with
+/// [`hash_password`] before storing it.
+pub fn mint_client_credentials() -> (String, String) {
+    let id: String = random_bytes::<16>().iter().map(|b| format!("{b:02x}")).collect();
+    (id, URL_SAFE_NO_PAD.encode(random_bytes::<32>()))
+}
+
+/// An Argon2id hash of nothing in particular, verified against when the account is unknown so that unknown
+/// and known accounts take the same time to refuse.
+pub fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| hash_password("decoy password for unknown accounts").unwrap_or_default())
 }
 
 pub fn sha256_hex(s: &str) -> String {

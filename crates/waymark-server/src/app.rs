@@ -2,9 +2,10 @@
 //! HTTP task and the maintenance task, and returns a handle that owns them; [`Server::shutdown`] stops and
 //! joins both (one owner for every background task).
 
+use crate::agent_ui;
 use crate::error::ApiError;
+use crate::openapi;
 use crate::state::AppState;
-use crate::{journey_api, live_api, tracking};
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -24,16 +25,18 @@ use waymark_domain::ErrorCode;
 /// Build the router with every route and layer. Each feature module owns its routes (`routes()`); this
 /// function only assembles them and adds the cross-cutting layers.
 pub fn router(state: AppState) -> Router {
+    // Documented API routes (see `openapi::api_routes`) and the document generated from them.
+    let (api, doc) = openapi::api_routes(state.config.limits.max_body_bytes).split_for_parts();
     let body_deadline = Duration::from_secs(state.config.body_timeout_secs.max(1));
     Router::new()
-        .merge(tracking::routes(state.config.limits.max_body_bytes))
-        .merge(journey_api::routes())
-        .merge(live_api::routes())
+        .merge(api)
+        .merge(agent_ui::routes())
         .route("/health", get(health))
         .route("/metrics", get(metrics_endpoint))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .merge(openapi::routes(&doc))
         .layer(RequestBodyDeadlineLayer::new(body_deadline))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -75,6 +78,8 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
     maintenance: JoinHandle<()>,
+    /// Relays other nodes' changes to the live hub (stores shared by several nodes).
+    feed: Option<JoinHandle<()>>,
 }
 
 impl Server {
@@ -91,6 +96,23 @@ impl Server {
                     let _ = http_rx.wait_for(|v| *v).await;
                 })
                 .await
+        });
+        let feed = state.store.remote_changes().map(|mut changes| {
+            let (fstate, mut stop) = (state.clone(), rx.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        r = changes.recv() => match r {
+                            Ok(change) => crate::publish::publish_remote(&fstate, &change),
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                                tracing::warn!(missed = n, "the live hub fell behind other nodes' changes");
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                        },
+                        _ = stop.wait_for(|v| *v) => break,
+                    }
+                }
+            })
         });
         let mstate = state.clone();
         let maintenance = tokio::spawn(async move {
@@ -109,7 +131,7 @@ impl Server {
             }
         });
         tracing::info!(%addr, store = state.store.backend(), "waymark is listening");
-        Ok(Server { addr, state, shutdown, http, maintenance })
+        Ok(Server { addr, state, shutdown, http, maintenance, feed })
     }
 
     /// Stop accepting requests, finish in-flight ones, stop background work, and wait for all of it.
@@ -118,6 +140,9 @@ impl Server {
         // Live streams never end by themselves; give in-flight requests a moment, then stop.
         let _ = tokio::time::timeout(Duration::from_secs(5), self.http).await;
         let _ = self.maintenance.await;
+        if let Some(feed) = self.feed {
+            let _ = feed.await;
+        }
     }
 
     /// Run until Ctrl-C / SIGTERM, then shut down.

@@ -87,7 +87,13 @@ pub mod guards {
         ActionMapEdit => [JourneyActionMapEdit];
         ActionMapDelete => [JourneyActionMapDelete];
         DeploymentView => [JourneyDeploymentView];
+        DeploymentAdd => [JourneyDeploymentAdd];
         DeploymentEdit => [JourneyDeploymentEdit];
+        DeploymentDelete => [JourneyDeploymentDelete];
+        OauthClientView => [OauthClientView, OauthClientEdit];
+        OauthClientEdit => [OauthClientEdit];
+        DivisionView => [AuthorizationDivisionView, AuthorizationDivisionEdit];
+        DivisionEdit => [AuthorizationDivisionEdit];
         ConversationEventAdd => [JourneyConversationEventAdd];
         QueueView => [RoutingQueueView, RoutingQueueSearch];
         QueueEdit => [RoutingQueueEdit];

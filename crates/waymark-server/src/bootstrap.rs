@@ -37,17 +37,14 @@ pub struct BootstrapResult {
 /// The built-in roles of an organisation, created if missing: (Admin, User).
 pub async fn ensure_roles(store: &dyn Store, org: OrgId, now: Timestamp) -> StoreResult<(Role, Role)> {
     let mut out = Vec::new();
-    for (name, perms) in [("Admin", PermissionSet::admin_role()), ("User", PermissionSet::user_role())] {
+    // Admin holds `*`, so permissions added by later versions reach existing organisations' admins too.
+    let admin: Vec<String> = vec!["*".into()];
+    let user: Vec<String> = PermissionSet::user_role().iter().map(|p| p.as_str().to_string()).collect();
+    for (name, perms) in [("Admin", admin), ("User", user)] {
         let role = match store.find_record(RecordKind::Role, Some(org), name).await? {
             Some(r) => r.decode::<Role>()?,
             None => {
-                let role = Role {
-                    id: RoleId::new_v7(now),
-                    org,
-                    name: name.into(),
-                    permissions: perms.iter().map(|p| p.as_str().to_string()).collect(),
-                    builtin: true,
-                };
+                let role = Role { id: RoleId::new_v7(now), org, name: name.into(), permissions: perms, builtin: true };
                 put(store, RecordKind::Role, Some(org), &role.id.to_string(), name, &role, now, true).await?;
                 role
             }
@@ -106,6 +103,7 @@ pub async fn create_user(
         division_ids: Vec::new(),
         active: true,
         created: now,
+        service: false,
     };
     put(store, RecordKind::User, None, &user.id.to_string(), &user.email, &user, now, true).await?;
     Ok(user)

@@ -34,6 +34,9 @@ pub struct ServerConfig {
     pub ping_interval_ms: i64,
     /// A request body must arrive completely within this many seconds (slow-body / slowloris defence).
     pub body_timeout_secs: u64,
+    /// Origins allowed to embed the agent view in an iframe (CSP `frame-ancestors`), e.g.
+    /// `https://desk.example.com`; empty = only Waymark's own pages.
+    pub ui_frame_ancestors: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,6 +82,7 @@ impl Default for ServerConfig {
             maintenance_interval_secs: 60,
             ping_interval_ms: 5_000,
             body_timeout_secs: 10,
+            ui_frame_ancestors: Vec::new(),
         }
     }
 }

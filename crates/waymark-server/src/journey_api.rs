@@ -10,6 +10,8 @@ use axum::extract::{Path, RawQuery, State};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use waymark_domain::event::{Event, EventType};
 use waymark_domain::ids::{ContactId, SessionId};
 use waymark_domain::permission::Permission;
@@ -124,6 +126,14 @@ pub async fn visible_session(state: &AppState, caller: &Caller, raw_id: &str) ->
 }
 
 /// `GET /api/v2/journey/sessions/{sessionId}`.
+#[utoipa::path(get, path = "/api/v2/journey/sessions/{session_id}", tag = "journey",
+    description = "One session (Genesys `Session`). Needs `journey:session:view` or `externalContacts:session:view`; \
+        segments, outcomes, queue and wrap-up are left out without their view permissions.",
+    params(("session_id" = String, Path, description = "Session id")),
+    responses((status = 200, description = "Genesys `Session`", body = serde_json::Value),
+        (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"),
+        (status = 404, description = "No such session visible to the caller")),
+    security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn get_session(
     auth: Authorized<SessionView>,
     State(state): State<AppState>,
@@ -134,6 +144,14 @@ pub async fn get_session(
 }
 
 /// `GET /api/v2/journey/sessions/{sessionId}/events?pageSize&after&eventType`.
+#[utoipa::path(get, path = "/api/v2/journey/sessions/{session_id}/events", tag = "journey",
+    description = "A session's events in time order (Genesys `EventListing`), cursor paging. Needs `journey:event:view`.",
+    params(("session_id" = String, Path, description = "Session id"), ("pageSize" = Option<u32>, Query, description = "1–200"), ("after" = Option<String>, Query, description = "Cursor from `nextUri`"),
+        ("eventType" = Option<String>, Query, description = "Event types, comma-joined or repeated, e.g. `com.genesys.journey.WebEvent`")),
+    responses((status = 200, description = "Genesys `EventListing`", body = serde_json::Value),
+        (status = 400, description = "Bad query parameter"), (status = 401, description = "No valid token"),
+        (status = 403, description = "Missing permission"), (status = 404, description = "No such session")),
+    security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn get_session_events(
     auth: Authorized<EventView>,
     State(state): State<AppState>,
@@ -208,6 +226,15 @@ async fn session_listing(
 }
 
 /// `GET /api/v2/externalcontacts/contacts/{contactId}/journey/sessions`: newest first, last 60 days.
+#[utoipa::path(get, path = "/api/v2/externalcontacts/contacts/{contact_id}/journey/sessions", tag = "journey",
+    description = "An external contact's sessions, newest first, last 60 days (Genesys `SessionListing`). Needs \
+        `externalContacts:session:view`.",
+    params(("contact_id" = String, Path, description = "External contact id"), ("pageSize" = Option<u32>, Query, description = "1–200"), ("after" = Option<String>, Query, description = "Cursor from `nextUri`"),
+        ("includeMerged" = Option<bool>, Query, description = "Accepted for compatibility; merged contacts are always followed")),
+    responses((status = 200, description = "Genesys `SessionListing`", body = serde_json::Value),
+        (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"),
+        (status = 404, description = "No such contact")),
+    security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn get_contact_sessions(
     auth: Authorized<ContactSessionView>,
     State(state): State<AppState>,
@@ -232,6 +259,13 @@ pub async fn get_contact_sessions(
 
 /// `GET /api/v2/journey/customers/cookie/{cookieId}/sessions` (the removed Genesys path, kept for lookups by
 /// cookie id).
+#[utoipa::path(get, path = "/api/v2/journey/customers/{id_type}/{customer_id}/sessions", tag = "journey",
+    description = "A customer's (cookie id's) sessions, newest first (the Genesys path removed upstream in SDK 174). \
+        Needs `journey:session:view` or `externalContacts:session:view`.",
+    params(("id_type" = String, Path, description = "Must be `cookie`"), ("customer_id" = String, Path, description = "Cookie id"), ("pageSize" = Option<u32>, Query, description = "1–200"), ("after" = Option<String>, Query, description = "Cursor from `nextUri`")),
+    responses((status = 200, description = "Genesys `SessionListing`", body = serde_json::Value),
+        (status = 401, description = "No valid token"), (status = 403, description = "Missing permission")),
+    security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn get_customer_sessions(
     auth: Authorized<SessionView>,
     State(state): State<AppState>,
@@ -300,6 +334,13 @@ pub fn contact_json(c: &Contact) -> Value {
 }
 
 /// `GET /api/v2/externalcontacts/contacts?q=`: by name, email, phone or cookie id.
+#[utoipa::path(get, path = "/api/v2/externalcontacts/contacts", tag = "external contacts",
+    description = "Find external contacts by name, email, phone or cookie id. Needs `externalContacts:session:view` \
+        or `externalContacts:contact:view`.",
+    params(("q" = Option<String>, Query, description = "Search text"), ("pageSize" = Option<u32>, Query, description = "1–200")),
+    responses((status = 200, description = "`entities` of Genesys `ExternalContact`", body = serde_json::Value),
+        (status = 401, description = "No valid token"), (status = 403, description = "Missing permission")),
+    security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn search_contacts(
     auth: Authorized<ContactView>,
     State(state): State<AppState>,
@@ -317,6 +358,13 @@ pub async fn search_contacts(
 }
 
 /// `GET /api/v2/externalcontacts/contacts/{contactId}`.
+#[utoipa::path(get, path = "/api/v2/externalcontacts/contacts/{contact_id}", tag = "external contacts",
+    description = "One external contact (following merges).",
+    params(("contact_id" = String, Path, description = "External contact id")),
+    responses((status = 200, description = "Genesys `ExternalContact`", body = serde_json::Value),
+        (status = 401, description = "No valid token"), (status = 403, description = "Missing permission"),
+        (status = 404, description = "No such contact")),
+    security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn get_contact(
     auth: Authorized<ContactView>,
     State(state): State<AppState>,
@@ -328,14 +376,13 @@ pub async fn get_contact(
 }
 
 /// The Journey read API.
-pub fn routes() -> axum::Router<AppState> {
-    use axum::routing::get;
-    axum::Router::new()
-        .route("/api/v2/journey/sessions/{session_id}", get(get_session))
-        .route("/api/v2/journey/sessions/{session_id}/events", get(get_session_events))
-        .route("/api/v2/externalcontacts/contacts/{contact_id}/journey/sessions", get(get_contact_sessions))
-        .route("/api/v2/externalcontacts/contacts", get(search_contacts))
-        .route("/api/v2/externalcontacts/contacts/{contact_id}", get(get_contact))
-        .route("/api/v2/journey/customers/{id_type}/{customer_id}/sessions", get(get_customer_sessions))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_session))
+        .routes(routes!(get_session_events))
+        .routes(routes!(get_contact_sessions))
+        .routes(routes!(search_contacts))
+        .routes(routes!(get_contact))
+        .routes(routes!(get_customer_sessions))
         .layer(axum::extract::DefaultBodyLimit::max(256 * 1024))
 }

@@ -25,6 +25,16 @@ use waymark_domain::ids::ContactId;
 use waymark_domain::permission::Permission;
 use waymark_domain::web_event::CookieId;
 
+#[utoipa::path(get, path = "/api/v2/journey/live", tag = "journey",
+    description = "Server-Sent Events for one contact or customer: `hello`, `session`, `event`, `scores`, `resync`. \
+        Needs `externalContacts:session:view`. Reconnect with `Last-Event-ID` to get what was missed.",
+    params(("contactId" = Option<String>, Query, description = "Watch this external contact"),
+        ("customerCookieId" = Option<String>, Query, description = "Or this customer (cookie id)"),
+        ("lastEventId" = Option<u64>, Query, description = "Resume after this message id")),
+    responses((status = 200, description = "text/event-stream", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Nothing to watch named"), (status = 401, description = "No valid token"),
+        (status = 403, description = "Missing permission"), (status = 429, description = "Too many live connections")),
+    security(("bearer" = []), ("session_cookie" = [])))]
 pub async fn live(
     auth: Authorized<ContactSessionView>,
     State(state): State<AppState>,
@@ -153,6 +163,6 @@ struct StreamState {
 }
 
 /// The live push stream.
-pub fn routes() -> axum::Router<AppState> {
-    axum::Router::new().route("/api/v2/journey/live", axum::routing::get(live))
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(live))
 }

@@ -1,22 +1,38 @@
 //! Background maintenance, run periodically by the server's one maintenance task: close web sessions that
 //! timed out (so they show as ended and models can learn from them), purge data past retention, and trim
-//! rate-limiter state.
+//! rate-limiter state. With several nodes on one database, the store's job lease makes one node do the
+//! store's part per run.
 
 use crate::live::LiveChange;
 use crate::state::AppState;
 use std::sync::Arc;
 
 pub async fn run_once(state: &AppState) {
+    state.limiters.shrink();
+    let _lease = match state.store.job_lease("maintenance").await {
+        Ok(Some(lease)) => lease,
+        Ok(None) => {
+            tracing::debug!("another node runs maintenance now");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "maintenance skipped: the store is unavailable");
+            return;
+        }
+    };
     let now = state.clock.now();
     let idle_before = now.minus_secs(state.config.session_timeout_secs);
     match state.store.close_idle_sessions(idle_before, 5_000).await {
         Ok(closed) => {
-            for rec in closed {
-                let org = rec.org;
-                state.hub.publish(org, LiveChange::Session(Arc::new(rec)));
+            for rec in &closed {
+                state.hub.publish(rec.org, LiveChange::Session(Arc::new(rec.clone())));
             }
+            state.predictions.train(state, closed).await;
         }
-        Err(e) => tracing::warn!(error = %e, "closing idle sessions failed"),
+        Err(e) => {
+            tracing::warn!(error = %e, "closing idle sessions failed");
+            state.predictions.train(state, Vec::new()).await;
+        }
     }
     let cutoff = now.minus_secs(state.config.retention_days * 86_400);
     match state.store.purge_before(cutoff).await {
@@ -31,5 +47,4 @@ pub async fn run_once(state: &AppState) {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "retention purge failed"),
     }
-    state.limiters.shrink();
 }

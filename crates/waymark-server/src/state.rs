@@ -5,16 +5,30 @@ use crate::auth::{AuthCache, new_auth_cache};
 use crate::clock::Clock;
 use crate::config::ServerConfig;
 use crate::live::LiveHub;
+use crate::predictions::Predictions;
 use crate::rate_limit::RateLimiters;
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use waymark_domain::deployment::Deployment;
 use waymark_domain::ids::{DeploymentId, OrgId};
 use waymark_domain::journey::SessionRules;
+use waymark_domain::outcome::OutcomeDefinition;
+use waymark_domain::rules::RuleSet;
+use waymark_domain::segment::SegmentDefinition;
 use waymark_enrich::{Enricher, TrustedProxies};
-use waymark_store::{JourneyConfig, RecordKind, Store, StoreResult};
+use waymark_store::{JourneyConfig, Record, RecordKind, Store, StoreResult};
+
+/// A stored definition, or `None` (logged) when its body does not decode.
+fn decoded<T: serde::de::DeserializeOwned>(r: &Record) -> Option<T> {
+    r.decode()
+        .map_err(
+            |e| tracing::error!(kind = r.kind.as_str(), id = %r.id, error = %e, "skipping an unreadable definition"),
+        )
+        .ok()
+}
 
 /// Cheap to clone: everything is behind `Arc`s.
 #[derive(Clone)]
@@ -24,15 +38,27 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     pub clock: Clock,
     pub hub: Arc<LiveHub>,
+    /// Outcome models and live session scores.
+    pub predictions: Arc<Predictions>,
     pub trusted_proxies: Arc<TrustedProxies>,
     pub auth_cache: Arc<AuthCache>,
     pub limiters: Arc<RateLimiters>,
     deployments: Arc<Mutex<HashMap<DeploymentId, (Option<Arc<Deployment>>, Instant)>>>,
-    journey_configs: Arc<Mutex<HashMap<OrgId, (Arc<JourneyConfig>, Instant)>>>,
+    journey_configs: Arc<Mutex<HashMap<OrgId, CachedConfig>>>,
+    /// Serializes segment/outcome writes, so that the per-organisation limits hold under concurrency.
+    pub definitions_lock: Arc<tokio::sync::Mutex<()>>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 const DEPLOYMENT_TTL: Duration = Duration::from_secs(5);
+
+/// A compiled journey configuration, when it was checked, and the (kind, id, version) stamp it was built from.
+#[derive(Clone)]
+struct CachedConfig {
+    config: Arc<JourneyConfig>,
+    checked: Instant,
+    stamp: u64,
+}
 
 impl AppState {
     pub fn new(
@@ -48,6 +74,7 @@ impl AppState {
             store,
             enricher,
             hub: Arc::new(LiveHub::new(config.max_live_connections)),
+            predictions: Arc::new(Predictions::new()),
             config: Arc::new(config),
             clock,
             trusted_proxies: Arc::new(trusted_proxies),
@@ -55,6 +82,7 @@ impl AppState {
             limiters,
             deployments: Arc::new(Mutex::new(HashMap::new())),
             journey_configs: Arc::new(Mutex::new(HashMap::new())),
+            definitions_lock: Arc::new(tokio::sync::Mutex::new(())),
             metrics,
         }
     }
@@ -83,17 +111,41 @@ impl AppState {
         self.deployments.lock().remove(&id);
     }
 
-    /// The journey rules in force for an organisation.
+    /// The journey rules in force for an organisation: sessionization settings and the compiled segments and
+    /// outcomes. Re-checked against the store every few seconds (so other nodes' edits arrive) and recompiled
+    /// only when a definition changed; [`AppState::forget_journey_config`] makes a local edit apply at once.
     pub async fn journey_config(&self, org: OrgId) -> StoreResult<Arc<JourneyConfig>> {
-        if let Some((c, at)) = self.journey_configs.lock().get(&org).cloned()
-            && at.elapsed() < DEPLOYMENT_TTL
+        let cached = self.journey_configs.lock().get(&org).cloned();
+        if let Some(c) = &cached
+            && c.checked.elapsed() < DEPLOYMENT_TTL
         {
-            return Ok(c);
+            return Ok(c.config.clone());
         }
-        let config = Arc::new(JourneyConfig {
-            session: SessionRules { inactivity_timeout_secs: self.config.session_timeout_secs },
-        });
-        self.journey_configs.lock().insert(org, (config.clone(), Instant::now()));
+        let segments = self.store.list_records(RecordKind::Segment, Some(org)).await?;
+        let outcomes = self.store.list_records(RecordKind::Outcome, Some(org)).await?;
+        let mut stamp = std::hash::DefaultHasher::new();
+        for r in segments.iter().chain(outcomes.iter()) {
+            (r.kind.as_str(), &r.id, r.version).hash(&mut stamp);
+        }
+        let stamp = stamp.finish();
+        let session = SessionRules { inactivity_timeout_secs: self.config.session_timeout_secs };
+        let config = match cached {
+            Some(c) if c.stamp == stamp && c.config.session == session => c.config,
+            _ => {
+                let segs: Vec<SegmentDefinition> = segments.iter().filter_map(decoded).collect();
+                let outs: Vec<OutcomeDefinition> = outcomes.iter().filter_map(decoded).collect();
+                let rules = RuleSet::new(&segs, &outs).unwrap_or_else(|e| {
+                    tracing::error!(%org, error = %e, "segments and outcomes cannot be compiled; matching is off");
+                    RuleSet::default()
+                });
+                Arc::new(JourneyConfig { session, rules: Arc::new(rules) })
+            }
+        };
+        let mut cache = self.journey_configs.lock();
+        if cache.len() > 100_000 {
+            cache.clear();
+        }
+        cache.insert(org, CachedConfig { config: config.clone(), checked: Instant::now(), stamp });
         Ok(config)
     }
 

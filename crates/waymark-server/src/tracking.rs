@@ -145,6 +145,16 @@ pub(crate) fn parse_json_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Va
 /// `POST /api/v2/journey/deployments/{deploymentId}/webevents`: one `WebEventRequest`, or an array of up to
 /// 100 (`{ "events": [...] }` is accepted too). A single event answers `WebEventResponse`; a batch answers
 /// one result per event so that a bad event never loses the good ones.
+#[utoipa::path(post, path = "/api/v2/journey/deployments/{deployment_id}/webevents", tag = "tracking",
+    description = "Public (no token): one Genesys `WebEventRequest`, or an array of up to 100. The request must come \
+        from an allowed domain of the deployment. A single event answers `WebEventResponse`; a batch answers one \
+        result per event.",
+    params(("deployment_id" = String, Path, description = "Deployment id")),
+    request_body(content = serde_json::Value, description = "`WebEventRequest` or an array of them"),
+    responses((status = 200, description = "`WebEventResponse` or per-event results", body = serde_json::Value),
+        (status = 400, description = "Invalid event"), (status = 403, description = "Origin not allowed"),
+        (status = 404, description = "Unknown deployment"), (status = 413, description = "Body too large"),
+        (status = 429, description = "Rate limited")))]
 pub async fn post_webevents(
     State(state): State<AppState>,
     Path(deployment_id): Path<String>,
@@ -346,6 +356,13 @@ pub struct PingQuery {
 
 /// `GET /api/v2/journey/deployments/{deploymentId}/customers/{customerCookieId}/ping`: the visitor is still
 /// on the page. Keeps the session active and answers `DeploymentPing`.
+#[utoipa::path(get, path = "/api/v2/journey/deployments/{deployment_id}/customers/{cookie_id}/ping", tag = "tracking",
+    description = "Public (no token): the visitor is still on the page. Answers Genesys `DeploymentPing`.",
+    params(("deployment_id" = String, Path, description = "Deployment id"),
+        ("cookie_id" = String, Path, description = "Customer cookie id")),
+    responses((status = 200, description = "`DeploymentPing`", body = serde_json::Value),
+        (status = 403, description = "Origin not allowed"), (status = 404, description = "Unknown deployment"),
+        (status = 429, description = "Rate limited")))]
 pub async fn ping(
     State(state): State<AppState>,
     Path((deployment_id, cookie)): Path<(String, String)>,
@@ -386,10 +403,13 @@ async fn ping_inner(state: &AppState, ctx: &TrackingContext, cookie: &str, q: &P
 }
 
 /// The public tracking endpoints (no token; deployment and origin checked).
-pub fn routes(body_limit: usize) -> axum::Router<AppState> {
-    use axum::routing::{get, post};
-    axum::Router::new()
-        .route("/api/v2/journey/deployments/{deployment_id}/webevents", post(post_webevents).options(preflight))
-        .route("/api/v2/journey/deployments/{deployment_id}/customers/{cookie_id}/ping", get(ping).options(preflight))
+/// (`OPTIONS` preflights are CORS plumbing and stay out of the API document.)
+pub fn routes(body_limit: usize) -> utoipa_axum::router::OpenApiRouter<AppState> {
+    use axum::routing::options;
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(post_webevents))
+        .route("/api/v2/journey/deployments/{deployment_id}/webevents", options(preflight))
+        .routes(utoipa_axum::routes!(ping))
+        .route("/api/v2/journey/deployments/{deployment_id}/customers/{cookie_id}/ping", options(preflight))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
 }

@@ -7,13 +7,14 @@
 use crate::types::*;
 use crate::{StoreError, StoreResult};
 use std::collections::HashMap;
-use waymark_domain::Timestamp;
+use waymark_domain::conversation::{Inserted, journey_event};
 use waymark_domain::event::Event;
 use waymark_domain::identity::{Identifier, LinkPlan, TraitIdentity, plan_link};
-use waymark_domain::ids::{ContactId, CustomerId, OrgId, SessionId};
-use waymark_domain::journey::{CustomerState, apply_web_event};
+use waymark_domain::ids::{ContactId, CustomerId, EventId, OrgId, SessionId};
+use waymark_domain::journey::{CustomerState, WebApplied, apply_web_event};
 use waymark_domain::session::Session;
 use waymark_domain::web_event::CookieId;
+use waymark_domain::{ErrorCode, Rejection, Timestamp};
 
 /// The reads and writes the journey logic needs inside one transaction.
 #[allow(async_fn_in_trait)]
@@ -59,6 +60,13 @@ pub trait JourneyTx {
         contact: Option<ContactId>,
         session: &Session,
     ) -> StoreResult<()>;
+    /// A conversation's stored events and session, or its tombstone.
+    async fn load_conversation(&mut self, org: OrgId, conversation_id: &str)
+    -> StoreResult<Option<StoredConversation>>;
+    /// Insert or replace a conversation's record (keyed by organisation and conversation id).
+    async fn save_conversation(&mut self, org: OrgId, conversation: &StoredConversation) -> StoreResult<()>;
+    /// Delete a session and its events (a conversation refused after some of its events were stored).
+    async fn delete_session(&mut self, org: OrgId, id: SessionId) -> StoreResult<()>;
 }
 
 /// Fresh time-ordered ids.
@@ -78,6 +86,7 @@ pub async fn apply_item<T: JourneyTx>(
     match item {
         IngestItem::Web(web) => apply_web(tx, org, config, web).await,
         IngestItem::Ping { cookie, at } => apply_ping(tx, org, config, cookie, *at).await,
+        IngestItem::Conversation(c) => apply_conversation(tx, org, c).await,
     }
 }
 
@@ -110,6 +119,10 @@ async fn apply_web<T: JourneyTx>(
     let contact = state.contact_id;
     applied.session.external_contact = None;
     tx.insert_event(org, &applied.event, client_key.as_deref()).await?;
+    let derived = match_rules(&mut state, &mut applied, config, ev.created);
+    for e in &derived {
+        tx.insert_event(org, e, None).await?;
+    }
     if let Some(closed) = applied.closed.as_mut() {
         closed.external_contact = None;
         tx.upsert_session(org, Some(state.customer_id), contact, closed).await?;
@@ -126,10 +139,37 @@ async fn apply_web<T: JourneyTx>(
         session: record(applied.session),
         closed: applied.closed.map(record),
         new_session: applied.new_session,
-        derived: Vec::new(),
+        derived,
         merged,
         total_events: state.total_events,
     })))
+}
+
+/// Run the segment/outcome matcher on the placed event, against the rule state of the session it joined and
+/// of its customer. Assignments and achievements are recorded on the session (both the stored one in
+/// `state` and `applied.session`) and returned as journey events, timed with the event that caused them.
+fn match_rules(
+    state: &mut CustomerState,
+    applied: &mut WebApplied,
+    config: &JourneyConfig,
+    at: Timestamp,
+) -> Vec<Event> {
+    let sid = &applied.session.id;
+    let open = if state.current.as_ref().is_some_and(|c| c.session.id == *sid) {
+        state.current.as_mut()
+    } else {
+        state.previous.as_mut().filter(|p| p.session.id == *sid)
+    };
+    let Some(open) = open else { return Vec::new() };
+    let derived = config.rules.on_event(&mut open.rules, &mut state.rules, &open.session, &applied.event, at);
+    derived
+        .iter()
+        .map(|d| {
+            d.apply_to(&mut open.session);
+            d.apply_to(&mut applied.session);
+            d.to_event(&applied.session, EventId(new_uuid(at)).to_string(), applied.event.id.clone())
+        })
+        .collect()
 }
 
 /// Link the customer to the contact its identifiers name, creating or merging contacts as the domain's
@@ -141,40 +181,168 @@ async fn link_identity<T: JourneyTx>(
     identity: &TraitIdentity,
     at: Timestamp,
 ) -> StoreResult<Vec<ContactId>> {
+    let known: Vec<ContactId> = state.contact_id.into_iter().collect();
+    let (target, merged) = resolve_contact(tx, org, &known, identity, at).await?;
+    if let Some(target) = target
+        && state.contact_id != Some(target)
+    {
+        tx.link_customer(org, state.customer_id, target).await?;
+        state.contact_id = Some(target);
+    }
+    Ok(merged)
+}
+
+/// The contact that `identity` and the already `known` contacts of one person resolve to: found, created, or
+/// the oldest of several, into which the others are merged. Returns it (if any) and the contacts merged away.
+async fn resolve_contact<T: JourneyTx>(
+    tx: &mut T,
+    org: OrgId,
+    known: &[ContactId],
+    identity: &TraitIdentity,
+    at: Timestamp,
+) -> StoreResult<(Option<ContactId>, Vec<ContactId>)> {
+    let mut known = known.to_vec();
+    known.sort();
+    known.dedup();
     let mut owners: HashMap<Identifier, ContactId> = HashMap::new();
     for id in &identity.identifiers {
         if let Some(c) = tx.identifier_owner(org, id).await? {
             owners.insert(id.clone(), c);
         }
     }
-    let plan = plan_link(&identity.identifiers, state.contact_id, |i| owners.get(i).copied());
-    let (target, merged) = match plan {
-        LinkPlan::Nothing => match state.contact_id {
-            Some(c) => {
-                // Names alone update the contact the customer already has.
-                tx.update_contact(org, c, at, identity, &[]).await?;
-                return Ok(Vec::new());
-            }
-            None => return Ok(Vec::new()),
+    let current = known.first().copied();
+    let plan = plan_link(&identity.identifiers, current, |i| owners.get(i).copied());
+    let (target, mut merged, attach) = match plan {
+        LinkPlan::Nothing => match current {
+            // Names alone update the contact the person already has.
+            Some(c) => (c, Vec::new(), Vec::new()),
+            None => return Ok((None, Vec::new())),
         },
         LinkPlan::Create { identifiers } => {
             let id = ContactId(new_uuid(at));
             tx.create_contact(org, id, at, identity, &identifiers).await?;
-            (id, Vec::new())
+            return Ok((Some(id), Vec::new()));
         }
-        LinkPlan::Use { target, merge, attach } => {
-            if !merge.is_empty() {
-                tx.merge_contacts(org, target, &merge, at).await?;
-            }
-            tx.update_contact(org, target, at, identity, &attach).await?;
-            (target, merge)
-        }
+        LinkPlan::Use { target, merge, attach } => (target, merge, attach),
     };
-    if state.contact_id != Some(target) {
-        tx.link_customer(org, state.customer_id, target).await?;
-        state.contact_id = Some(target);
+    // Other contacts this person is already known by are the same person too.
+    for k in known.iter().skip(1) {
+        if *k != target && !merged.contains(k) {
+            merged.push(*k);
+        }
     }
-    Ok(merged)
+    if !merged.is_empty() {
+        tx.merge_contacts(org, target, &merged, at).await?;
+    }
+    tx.update_contact(org, target, at, identity, &attach).await?;
+    Ok((Some(target), merged))
+}
+
+async fn apply_conversation<T: JourneyTx>(tx: &mut T, org: OrgId, item: &ConversationItem) -> StoreResult<ItemResult> {
+    match item {
+        ConversationItem::Refuse { conversation_id, at, rejection } => {
+            let mut conv = match tx.load_conversation(org, conversation_id).await? {
+                Some(c) => c,
+                None => StoredConversation::new(conversation_id, *at),
+            };
+            if let Some(sid) = conv.session_id.take() {
+                tx.delete_session(org, sid).await?;
+            }
+            conv.refused = true;
+            conv.state = Default::default();
+            conv.updated = conv.updated.max(*at);
+            tx.save_conversation(org, &conv).await?;
+            Ok(ItemResult::Rejected(rejection.clone()))
+        }
+        ConversationItem::Event(ev) => apply_conversation_event(tx, org, ev).await,
+    }
+}
+
+async fn apply_conversation_event<T: JourneyTx>(
+    tx: &mut T,
+    org: OrgId,
+    ev: &waymark_domain::conversation::ConversationEvent,
+) -> StoreResult<ItemResult> {
+    let mut conv = match tx.load_conversation(org, &ev.conversation_id).await? {
+        Some(c) => c,
+        None => StoredConversation::new(&ev.conversation_id, ev.at),
+    };
+    if conv.refused {
+        return Ok(ItemResult::Rejected(Rejection::at(
+            ErrorCode::ChannelNotInJourney,
+            "conversationId",
+            format!(
+                "conversation {} is on a channel the customer journey does not show; none of its events is stored",
+                ev.conversation_id
+            ),
+        )));
+    }
+    match conv.state.insert(ev.clone()) {
+        Err(r) => return Ok(ItemResult::Rejected(r)),
+        Ok(Inserted::Duplicate) => {
+            let session = match conv.session_id {
+                Some(sid) => tx.load_session(org, sid).await?,
+                None => None,
+            };
+            return Ok(ItemResult::Duplicate { session });
+        }
+        Ok(Inserted::Added) => {}
+    }
+    let new_session = conv.session_id.is_none();
+    let sid = *conv.session_id.get_or_insert_with(|| SessionId(new_uuid(ev.at)));
+    let prior = if new_session { None } else { tx.load_session(org, sid).await? };
+    let mut customer = prior.as_ref().and_then(|p| p.customer_id);
+    let mut contact = prior.as_ref().and_then(|p| p.contact_id);
+
+    // Linking: the address's phone, email and messaging id find or create the external contact; a tracker
+    // cookie id (a chat from a web offer) joins the web customer and its contact.
+    let address = ev.address.clone().unwrap_or_default();
+    let identity = TraitIdentity { identifiers: address.identifiers(), ..Default::default() };
+    let mut known: Vec<ContactId> = contact.into_iter().collect();
+    let mut web_customer = match &address.cookie_id {
+        Some(cookie) => Some(match tx.load_customer(org, cookie).await? {
+            Some(s) => (s, false),
+            None => (CustomerState::new(CustomerId(new_uuid(ev.at)), cookie.clone(), ev.at), true),
+        }),
+        None => None,
+    };
+    if let Some((state, _)) = &web_customer {
+        known.extend(state.contact_id);
+    }
+    let (target, merged) = resolve_contact(tx, org, &known, &identity, ev.at).await?;
+    if let Some((state, created)) = web_customer.as_mut() {
+        let relink = target.is_some() && state.contact_id != target;
+        if let (true, Some(t)) = (relink, target) {
+            tx.link_customer(org, state.customer_id, t).await?;
+            state.contact_id = Some(t);
+        }
+        if relink || *created {
+            state.version += 1;
+            tx.save_customer(org, state).await?;
+        }
+        customer = Some(state.customer_id);
+    }
+    contact = target.or(contact);
+
+    let Some(session) = conv.state.fold(&sid.to_string()) else {
+        return Err(StoreError::Internal("a conversation with an event folded to nothing".into()));
+    };
+    let event = journey_event(ev, &session, EventId(new_uuid(ev.at)).to_string());
+    tx.insert_event(org, &event, None).await?;
+    tx.upsert_session(org, customer, contact, &session).await?;
+    conv.updated = conv.updated.max(ev.at);
+    tx.save_conversation(org, &conv).await?;
+    Ok(ItemResult::Conversation(Box::new(ConversationStored {
+        session: SessionRecord {
+            org,
+            customer_id: customer,
+            contact_id: contact,
+            session: with_contact_ref(session, contact),
+        },
+        event,
+        new_session,
+        merged,
+    })))
 }
 
 async fn apply_ping<T: JourneyTx>(

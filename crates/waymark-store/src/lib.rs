@@ -10,6 +10,7 @@
 
 pub mod ingest;
 pub mod migrate;
+pub mod postgres;
 pub mod record;
 pub mod sqlite;
 pub mod types;
@@ -86,6 +87,10 @@ pub trait Store: Send + Sync + 'static {
     /// Find contacts by name, email, phone or cookie id.
     async fn search_contacts(&self, org: OrgId, query: &ContactQuery, limit: usize) -> StoreResult<Vec<Contact>>;
 
+    /// The session a contact-center conversation folded into, by the contact center's conversation id (`None`
+    /// for unknown conversations and for those refused for their channel).
+    async fn conversation_session(&self, org: OrgId, conversation_id: &str) -> StoreResult<Option<SessionId>>;
+
     /// Insert or replace an administrative record. With `expect_version`, fails with `Conflict` when the stored
     /// version differs (optimistic concurrency); with `unique_name`, fails when another record of the kind and
     /// organisation has the same name.
@@ -111,4 +116,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts for health and metrics.
     async fn stats(&self) -> StoreResult<StoreStats>;
+
+    /// Run-once coordination of background jobs (retention, idle sessions, model training) across nodes:
+    /// `Some(lease)` when this node should run `job` now, `None` while another node holds it. Single-node
+    /// stores always grant it.
+    async fn job_lease(&self, job: &str) -> StoreResult<Option<JobLease>> {
+        let _ = job;
+        Ok(Some(JobLease::local()))
+    }
+
+    /// Journey changes committed by **other nodes** sharing this store, for the live hub. `None` when the
+    /// store has a single node (the embedded store).
+    fn remote_changes(&self) -> Option<tokio::sync::broadcast::Receiver<std::sync::Arc<RemoteChange>>> {
+        None
+    }
 }

@@ -2,18 +2,22 @@
 
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use waymark_domain::conversation::{ConversationEvent, ConversationState};
 use waymark_domain::event::{Event, EventType};
 use waymark_domain::identity::TraitIdentity;
-use waymark_domain::ids::{ContactId, CustomerId, OrgId};
+use waymark_domain::ids::{ContactId, CustomerId, OrgId, SessionId};
 use waymark_domain::journey::{Enrichment, SessionRules};
+use waymark_domain::rules::RuleSet;
 use waymark_domain::session::Session;
 use waymark_domain::web_event::{CookieId, WebEvent};
 use waymark_domain::{Rejection, Timestamp};
 
-/// The organisation's journey rules in force for a batch (sessionization now; segments and outcomes join).
+/// The organisation's journey rules in force for a batch: sessionization, and its segments and outcomes
+/// compiled once per configuration.
 #[derive(Debug, Clone, Default)]
 pub struct JourneyConfig {
     pub session: SessionRules,
+    pub rules: Arc<RuleSet>,
 }
 
 /// A batch of journey inputs for one organisation.
@@ -31,6 +35,43 @@ pub enum IngestItem {
     Web(Box<WebItem>),
     /// A tracker ping: the visitor is still there.
     Ping { cookie: CookieId, at: Timestamp },
+    /// A contact-center conversation lifecycle event, or the refusal of a whole conversation.
+    Conversation(Box<ConversationItem>),
+}
+
+/// One conversation input.
+#[derive(Debug, Clone)]
+pub enum ConversationItem {
+    /// A validated lifecycle event whose queue, agent and wrap-up code name organisation records.
+    Event(Box<ConversationEvent>),
+    /// A conversation on a channel the journey does not show: remember its id (tombstone) so that none of its
+    /// events is ever stored, and drop whatever was stored for it before the refusal arrived.
+    Refuse { conversation_id: String, at: Timestamp, rejection: Rejection },
+}
+
+/// What the store keeps per conversation: every distinct lifecycle event (so a late event re-folds the
+/// session), the session it folds into, or the tombstone of a refused conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredConversation {
+    pub conversation_id: String,
+    pub session_id: Option<SessionId>,
+    /// A tombstone: the conversation is on a channel the journey does not show.
+    pub refused: bool,
+    pub state: ConversationState,
+    /// Latest event or refusal time (retention).
+    pub updated: Timestamp,
+}
+
+impl StoredConversation {
+    pub fn new(conversation_id: &str, at: Timestamp) -> Self {
+        StoredConversation {
+            conversation_id: conversation_id.to_string(),
+            session_id: None,
+            refused: false,
+            state: ConversationState::default(),
+            updated: at,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +92,19 @@ pub enum ItemResult {
     Pinged { session: Option<SessionRecord> },
     /// Refused by a journey rule; the rest of the batch is unaffected.
     Rejected(Rejection),
+    /// A conversation event stored and folded into its session.
+    Conversation(Box<ConversationStored>),
+}
+
+#[derive(Debug, Clone)]
+pub struct ConversationStored {
+    /// The conversation's session after the event (`externalContact` filled).
+    pub session: SessionRecord,
+    /// The timeline event stored for the lifecycle event.
+    pub event: Event,
+    pub new_session: bool,
+    /// Contacts merged into the session's contact by this event's address.
+    pub merged: Vec<ContactId>,
 }
 
 #[derive(Debug, Clone)]
@@ -153,4 +207,43 @@ pub struct StoreStats {
     pub sessions: u64,
     pub customers: u64,
     pub contacts: u64,
+}
+
+/// Changes another node committed, read back from the store for the live hub.
+#[derive(Debug, Clone)]
+pub struct RemoteChange {
+    pub org: OrgId,
+    pub items: Vec<RemoteItem>,
+}
+
+#[derive(Debug, Clone)]
+pub enum RemoteItem {
+    /// A session's new state.
+    Session(Box<SessionRecord>),
+    /// A new event on a session.
+    Event { record: Box<SessionRecord>, event: Box<Event> },
+}
+
+/// Permission to run a background job now (see [`crate::Store::job_lease`]); whatever lock backs it is
+/// released when the lease is dropped.
+pub struct JobLease {
+    _guard: Option<Box<dyn Send + Sync>>,
+}
+
+impl JobLease {
+    /// A lease that needs no lock (a store with one node).
+    pub fn local() -> Self {
+        JobLease { _guard: None }
+    }
+
+    /// A lease held by `guard` until dropped.
+    pub fn holding(guard: impl Send + Sync + 'static) -> Self {
+        JobLease { _guard: Some(Box::new(guard)) }
+    }
+}
+
+impl std::fmt::Debug for JobLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self._guard.is_some() { "JobLease(held)" } else { "JobLease(local)" })
+    }
 }

@@ -9,6 +9,7 @@ use waymark_server::bootstrap::{BootstrapRequest, bootstrap};
 use waymark_server::clock::Clock;
 use waymark_server::{AppState, Server};
 use waymark_store::Store;
+use waymark_store::postgres::{PgConfig, PgStore};
 use waymark_store::sqlite::{Durability, SqliteConfig, SqliteStore};
 
 #[derive(Debug, Parser)]
@@ -50,9 +51,13 @@ pub struct ServeArgs {
     /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free one).
     #[arg(long, env = "WAYMARK_LISTEN")]
     pub listen: Option<String>,
-    /// `sqlite` (embedded, default) or a PostgreSQL URL `postgres://user@host/db`.
+    /// `sqlite` (embedded, default) or a PostgreSQL URL `postgres://user@host/db`. Any number of nodes may
+    /// share one PostgreSQL database.
     #[arg(long, env = "WAYMARK_STORE")]
     pub store: Option<String>,
+    /// PostgreSQL schema for Waymark's tables (default `public`; created if missing).
+    #[arg(long, env = "WAYMARK_PG_SCHEMA")]
+    pub pg_schema: Option<String>,
     /// MaxMind City or Country database (.mmdb) for IP geolocation.
     #[arg(long, env = "WAYMARK_GEOIP_CITY_DB")]
     pub geoip_city_db: Option<PathBuf>,
@@ -98,7 +103,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             let store = open_store(&s).await?;
             let state = build_state(&s, store)?;
             let server = Server::start(state).await.with_context(|| format!("cannot listen on {}", s.server.listen))?;
-            eprintln!("Waymark is running at http://{}  (store: {}, data: {})", server.addr, s.store, s.data.display());
+            let store = if PgConfig::is_url(&s.store) {
+                format!("postgres, schema {}", s.pg_schema)
+            } else {
+                format!("sqlite, data {}", s.data.display())
+            };
+            eprintln!("Waymark is running at http://{}  (store: {store})", server.addr);
             server.run_until_signal().await;
             Ok(())
         }
@@ -145,6 +155,12 @@ pub async fn open_store(s: &Settings) -> Result<Arc<dyn Store>> {
         let store = tokio::task::spawn_blocking(move || SqliteStore::open(cfg))
             .await?
             .context("cannot open the embedded store")?;
+        return Ok(Arc::new(store));
+    }
+    if PgConfig::is_url(&s.store) {
+        let mut cfg = PgConfig::new(&s.store);
+        cfg.schema = s.pg_schema.clone();
+        let store = PgStore::connect(cfg).await.context("cannot open the PostgreSQL store")?;
         return Ok(Arc::new(store));
     }
     bail!("unknown store {:?}: use 'sqlite' or a postgres:// URL", s.store)

@@ -1,9 +1,11 @@
 //! `waymark demo`: a throw-away Waymark a newcomer can look at within seconds. It opens an embedded store in a
 //! temporary directory (or `--data`), bootstraps a demo organisation with an admin who can sign in, starts the
-//! server, and prints the URL and credentials.
+//! server, and prints the URL and credentials. Simulated visitors ([`crate::visitors`]) then browse the demo
+//! shop live through the public ingestion API, so journeys appear within seconds.
 
 use crate::cli::{ServeArgs, build_state, open_store};
 use crate::settings;
+use crate::visitors::VisitorStream;
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
@@ -25,6 +27,12 @@ pub struct DemoArgs {
     /// Demo admin password.
     #[arg(long, default_value = "waymark-demo")]
     pub password: String,
+    /// New simulated visitors per minute (0: no simulated traffic).
+    #[arg(long, default_value_t = 12)]
+    pub visitors_per_minute: u32,
+    /// Seed of the visitor simulator (the same seed replays the same visitors).
+    #[arg(long)]
+    pub seed: Option<u64>,
 }
 
 pub async fn run(config: Option<&PathBuf>, args: DemoArgs) -> Result<()> {
@@ -49,6 +57,26 @@ pub async fn run(config: Option<&PathBuf>, args: DemoArgs) -> Result<()> {
     eprintln!("  API token:   {}", boot.token);
     eprintln!("  deployment:  {}", boot.deployment_id);
     eprintln!("  data:        {}  (deleted on exit unless --data was given)", data.display());
+    let visitors = (args.visitors_per_minute > 0).then(|| {
+        // Post to the address the server listens on (loopback when it listens on every interface).
+        let mut addr = server.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let stream = VisitorStream {
+            base: format!("http://{addr}"),
+            deployment_id: boot.deployment_id.to_string(),
+            per_minute: args.visitors_per_minute,
+            max_concurrent: 12,
+            speedup: 4.0,
+            seed: args.seed.unwrap_or_else(|| now.unix_millis() as u64),
+        };
+        eprintln!("  visitors:    {} simulated visitors a minute, posting web events live", args.visitors_per_minute);
+        tokio::spawn(stream.run())
+    });
     server.run_until_signal().await;
+    if let Some(v) = visitors {
+        v.abort();
+    }
     Ok(())
 }

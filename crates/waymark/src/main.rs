@@ -5,6 +5,7 @@ mod bench;
 mod cli;
 mod demo;
 mod settings;
+mod visitors;
 
 use anyhow::Result;
 use clap::Parser;

@@ -17,6 +17,8 @@ pub struct Settings {
     pub data: PathBuf,
     /// `sqlite` (default) or a `postgres://…` URL.
     pub store: String,
+    /// PostgreSQL schema holding Waymark's tables.
+    pub pg_schema: String,
     /// `normal` or `full` (SQLite fsync on every commit).
     pub durability: String,
     pub log_format: String,
@@ -28,6 +30,7 @@ impl Default for Settings {
         Settings {
             data: PathBuf::from("./waymark-data"),
             store: "sqlite".into(),
+            pg_schema: "public".into(),
             durability: "normal".into(),
             log_format: "pretty".into(),
             server: ServerConfig::default(),
@@ -54,6 +57,9 @@ pub fn load(config_file: Option<&PathBuf>, args: &ServeArgs) -> Result<Settings>
     }
     if let Some(st) = &args.store {
         s.store = st.clone();
+    }
+    if let Some(p) = &args.pg_schema {
+        s.pg_schema = p.clone();
     }
     if let Some(g) = &args.geoip_city_db {
         s.server.geoip_city_db = Some(g.clone());

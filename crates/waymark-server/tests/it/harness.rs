@@ -8,6 +8,7 @@ use waymark_server::accounts::{Role, TokenKind};
 use waymark_server::bootstrap::{BootstrapRequest, bootstrap, create_user, issue_token, put};
 use waymark_server::clock::Clock;
 use waymark_server::{AppState, Server, ServerConfig};
+use waymark_store::postgres::{PgConfig, PgStore};
 use waymark_store::sqlite::{SqliteConfig, SqliteStore};
 use waymark_store::{RecordKind, Store};
 
@@ -15,6 +16,64 @@ use waymark_store::{RecordKind, Store};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
+    /// The PostgreSQL at `WAYMARK_TEST_PG` (default `postgres://postgres@127.0.0.1:5432/test`), in a fresh
+    /// schema per test. Unreachable PostgreSQL fails the test; it is never skipped.
+    Postgres,
+}
+
+/// The test database's URL.
+pub fn pg_url() -> String {
+    std::env::var("WAYMARK_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A schema created for one test, dropped when the guard goes away.
+pub struct PgSchema {
+    pub url: String,
+    pub name: String,
+}
+
+impl PgSchema {
+    pub fn fresh() -> PgSchema {
+        PgSchema { url: pg_url(), name: format!("t_{}", uuid::Uuid::new_v4().simple()) }
+    }
+
+    pub fn config(&self) -> PgConfig {
+        let mut c = PgConfig::new(&self.url);
+        c.schema = self.name.clone();
+        c.pool_size = 6;
+        c
+    }
+
+    /// Open a store on this schema (migrating it); panics loudly when PostgreSQL cannot be reached.
+    pub async fn open(&self) -> PgStore {
+        match PgStore::connect(self.config()).await {
+            Ok(s) => s,
+            Err(e) => panic!(
+                "PostgreSQL test store at {} is not usable: {e}. Start it with \
+                 `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` or set WAYMARK_TEST_PG.",
+                self.url
+            ),
+        }
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let (url, name) = (self.url.clone(), self.name.clone());
+        // Drop runs inside the test's runtime: use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async move {
+                if let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+                    let driver = tokio::spawn(conn);
+                    let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE")).await;
+                    drop(client);
+                    let _ = driver.await;
+                }
+            });
+        })
+        .join();
+    }
 }
 
 /// Generate one `#[tokio::test]` per backend for each listed test function `async fn name(b: Backend)`.
@@ -25,6 +84,12 @@ macro_rules! store_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() { super::$name($crate::harness::Backend::Sqlite).await }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name($crate::harness::Backend::Postgres).await }
             )*
         }
     };
@@ -42,6 +107,8 @@ pub struct TestServer {
     pub token: String,
     pub client: reqwest::Client,
     pub clock: Clock,
+    /// The PostgreSQL schema of this test (dropped last).
+    pub pg: Option<Arc<PgSchema>>,
     _dir: tempfile::TempDir,
 }
 
@@ -52,11 +119,36 @@ impl TestServer {
 
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut ServerConfig)) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store: Arc<dyn Store> = match backend {
-            Backend::Sqlite => {
-                Arc::new(SqliteStore::open(SqliteConfig::new(dir.path().join("waymark.db"))).expect("open sqlite"))
+        let (store, pg): (Arc<dyn Store>, _) = match backend {
+            Backend::Sqlite => (
+                Arc::new(SqliteStore::open(SqliteConfig::new(dir.path().join("waymark.db"))).expect("open sqlite")),
+                None,
+            ),
+            Backend::Postgres => {
+                let schema = PgSchema::fresh();
+                (Arc::new(schema.open().await), Some(Arc::new(schema)))
             }
         };
+        Self::start_on(store, pg, dir, tweak).await
+    }
+
+    /// Another node on the same PostgreSQL schema as `self` (a second `waymark serve` on one database).
+    pub async fn second_node(&self) -> TestServer {
+        let pg = self.pg.clone().expect("a second node needs the PostgreSQL backend");
+        let store: Arc<dyn Store> = Arc::new(pg.open().await);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut node = Self::start_on(store, Some(pg), dir, |_| {}).await;
+        // Same organisation, deployment and admin token as the first node (bootstrap finds them).
+        node.token = self.token.clone();
+        node
+    }
+
+    pub async fn start_on(
+        store: Arc<dyn Store>,
+        pg: Option<Arc<PgSchema>>,
+        dir: tempfile::TempDir,
+        tweak: impl FnOnce(&mut ServerConfig),
+    ) -> TestServer {
         let mut config = ServerConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
             maintenance_interval_secs: 3600,
@@ -103,6 +195,7 @@ impl TestServer {
             token: r.token,
             client: reqwest::Client::new(),
             clock,
+            pg,
             _dir: dir,
         }
     }

@@ -3,9 +3,16 @@
 
 mod harness;
 
+mod agent_ui;
 mod auth;
+mod conversations;
 mod hostile;
 mod identity;
 mod limits;
 mod live;
+mod nodes;
+mod openapi;
+mod scores;
+mod sdk_compat;
+mod segments;
 mod tracking;

@@ -557,6 +557,11 @@ impl Store for SqliteStore {
         self.read(move |c| read::search_contacts(c, org, &q, limit)).await
     }
 
+    async fn conversation_session(&self, org: OrgId, conversation_id: &str) -> StoreResult<Option<SessionId>> {
+        let id = conversation_id.to_string();
+        self.read(move |c| read::conversation_session(c, org, &id)).await
+    }
+
     async fn put_record(&self, record: &Record, expect_version: Option<i64>, unique_name: bool) -> StoreResult<()> {
         let record = record.clone();
         self.exec(move |c, _| tx::put_record(c, &record, expect_version, unique_name).map(|_| JobValue::Unit))

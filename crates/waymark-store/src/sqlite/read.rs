@@ -181,6 +181,26 @@ pub(crate) fn customer(c: &Connection, org: OrgId, cookie: &CookieId) -> StoreRe
     }))
 }
 
+pub(crate) fn conversation_session(
+    c: &Connection,
+    org: OrgId,
+    conversation_id: &str,
+) -> StoreResult<Option<SessionId>> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT session_id FROM conversations WHERE org_id = ?1 AND conversation_id = ?2 AND refused = 0",
+        )
+        .map_err(sql_err)?;
+    let sid: Option<Option<String>> =
+        stmt.query_row(params![org_key(org), conversation_id], |r| r.get(0)).optional().map_err(sql_err)?;
+    match sid.flatten() {
+        None => Ok(None),
+        Some(s) => {
+            SessionId::parse(&s).map(Some).ok_or_else(|| StoreError::Corrupt(format!("conversation session id {s:?}")))
+        }
+    }
+}
+
 /// A contact row exactly as stored (no merge following).
 pub(crate) fn contact_exact(c: &Connection, org: OrgId, id: ContactId) -> StoreResult<Option<Contact>> {
     let mut stmt = c.prepare_cached("SELECT body FROM contacts WHERE org_id = ?1 AND id = ?2").map_err(sql_err)?;

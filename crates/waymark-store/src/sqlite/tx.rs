@@ -255,7 +255,79 @@ impl JourneyTx for SqliteTx<'_> {
         contact: Option<ContactId>,
         s: &Session,
     ) -> StoreResult<()> {
-        upsert_session_row(self.conn, org, customer, contact, s, None)
+        // A conversation session is keyed by its conversation id too (unique per organisation).
+        let external_key = s.conversation.as_ref().map(|c| c.id.as_str());
+        upsert_session_row(self.conn, org, customer, contact, s, external_key)
+    }
+
+    async fn load_conversation(
+        &mut self,
+        org: OrgId,
+        conversation_id: &str,
+    ) -> StoreResult<Option<StoredConversation>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT session_id, refused, updated_ms, state FROM conversations WHERE org_id = ?1 AND conversation_id = ?2",
+            )
+            .map_err(sql_err)?;
+        let row: Option<(Option<String>, bool, i64, String)> = stmt
+            .query_row(params![org_key(org), conversation_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .optional()
+            .map_err(sql_err)?;
+        let Some((session, refused, updated, state)) = row else { return Ok(None) };
+        let session_id = match session {
+            Some(s) => Some(
+                SessionId::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("conversation session id {s:?}")))?,
+            ),
+            None => None,
+        };
+        Ok(Some(StoredConversation {
+            conversation_id: conversation_id.to_string(),
+            session_id,
+            refused,
+            state: serde_json::from_str(&state)
+                .map_err(|e| StoreError::Corrupt(format!("conversation {conversation_id}: {e}")))?,
+            updated: Timestamp::from_unix_millis(updated),
+        }))
+    }
+
+    async fn save_conversation(&mut self, org: OrgId, c: &StoredConversation) -> StoreResult<()> {
+        let state =
+            serde_json::to_string(&c.state).map_err(|e| StoreError::Internal(format!("encode conversation: {e}")))?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO conversations (org_id, conversation_id, session_id, refused, updated_ms, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (org_id, conversation_id) DO UPDATE SET session_id = excluded.session_id,
+                   refused = excluded.refused, updated_ms = excluded.updated_ms, state = excluded.state",
+            )
+            .map_err(sql_err)?
+            .execute(params![
+                org_key(org),
+                c.conversation_id,
+                c.session_id.map(|s| s.to_string()),
+                c.refused,
+                c.updated.unix_millis(),
+                state
+            ])
+            .map_err(sql_err)?;
+        Ok(())
+    }
+
+    async fn delete_session(&mut self, org: OrgId, id: SessionId) -> StoreResult<()> {
+        let (o, sid) = (org_key(org), id.to_string());
+        self.conn
+            .prepare_cached("DELETE FROM events WHERE org_id = ?1 AND session_id = ?2")
+            .map_err(sql_err)?
+            .execute(params![o, sid])
+            .map_err(sql_err)?;
+        self.conn
+            .prepare_cached("DELETE FROM sessions WHERE org_id = ?1 AND id = ?2")
+            .map_err(sql_err)?
+            .execute(params![o, sid])
+            .map_err(sql_err)?;
+        Ok(())
     }
 }
 
@@ -381,6 +453,7 @@ pub(crate) fn purge_before(conn: &Connection, cache: &mut StateCache, cutoff: Ti
     conn.execute("DELETE FROM event_keys WHERE created_ms < ?1", [ms]).map_err(sql_err)?;
     let sessions = conn.execute("DELETE FROM sessions WHERE last_ms < ?1", [ms]).map_err(sql_err)?;
     let customers = conn.execute("DELETE FROM customers WHERE updated_ms < ?1", [ms]).map_err(sql_err)?;
+    conn.execute("DELETE FROM conversations WHERE updated_ms < ?1", [ms]).map_err(sql_err)?;
     cache.clear();
     let _ = conn.execute_batch("PRAGMA incremental_vacuum(2000)");
     Ok(PurgeReport { events: events as u64, sessions: sessions as u64, customers: customers as u64 })

@@ -1,0 +1,244 @@
+//! Store tests through the `Store` trait, on both backends where the behaviour is shared, and on
+//! PostgreSQL for what only it has (partitions, several nodes on one schema, advisory-locked jobs).
+//! PostgreSQL is `WAYMARK_TEST_PG` (default `postgres://postgres@127.0.0.1:5432/test`), a fresh schema per
+//! test; when it is unreachable the tests fail, they are never skipped.
+
+use std::sync::Arc;
+use waymark_domain::Timestamp;
+use waymark_domain::deployment::Deployment;
+use waymark_domain::identity::TraitIdentity;
+use waymark_domain::ids::{DeploymentId, OrgId};
+use waymark_domain::journey::Enrichment;
+use waymark_domain::limits::InputLimits;
+use waymark_domain::web_event::{CookieId, WebEventRequest, parse_web_event};
+use waymark_store::postgres::{PgConfig, PgStore};
+use waymark_store::sqlite::{SqliteConfig, SqliteStore};
+use waymark_store::{IngestBatch, IngestItem, ItemResult, JourneyConfig, Store, WebItem};
+
+fn pg_url() -> String {
+    std::env::var("WAYMARK_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh schema, dropped at the end of the test.
+struct Schema(String);
+
+impl Schema {
+    fn fresh() -> Schema {
+        Schema(format!("t_{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    async fn open(&self) -> PgStore {
+        let mut c = PgConfig::new(pg_url());
+        c.schema = self.0.clone();
+        c.pool_size = 4;
+        PgStore::connect(c).await.unwrap_or_else(|e| panic!("PostgreSQL at {} is not usable: {e}", pg_url()))
+    }
+
+    async fn admin(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(conn);
+        client.batch_execute(&format!("SET search_path = {}", self.0)).await.unwrap();
+        client
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let name = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async move {
+                if let Ok((client, conn)) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+async fn both() -> Vec<(Arc<dyn Store>, Option<Schema>, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open(SqliteConfig::new(dir.path().join("w.db"))).unwrap());
+    let schema = Schema::fresh();
+    let pg: Arc<dyn Store> = Arc::new(schema.open().await);
+    vec![(sqlite, None, dir), (pg, Some(schema), tempfile::tempdir().unwrap())]
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_unix_millis(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+    )
+}
+
+/// A web event for `cookie` at `at` (parsed as if the server's clock said `at`).
+fn web(org: OrgId, cookie: &str, path: &str, at: Timestamp) -> IngestItem {
+    let deployment = Deployment::new(org, DeploymentId::new_v7(at), "test");
+    let req: WebEventRequest = serde_json::from_value(serde_json::json!({
+        "customerCookieId": cookie,
+        "eventName": "page_viewed",
+        "page": {"url": format!("https://shop.example{path}"), "title": "Page"},
+        "createdDate": at.to_iso(),
+    }))
+    .unwrap();
+    let event = parse_web_event(req, &deployment, &InputLimits::default(), at, None, None).unwrap();
+    IngestItem::Web(Box::new(WebItem { event, enrichment: Enrichment::default(), identity: TraitIdentity::default() }))
+}
+
+fn batch(org: OrgId, items: Vec<IngestItem>) -> IngestBatch {
+    IngestBatch { org, config: Arc::new(JourneyConfig::default()), items }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_purges_old_journeys_and_keeps_recent_ones() {
+    for (store, schema, _dir) in both().await {
+        let org = OrgId::new_v7(now());
+        let old = now().minus_secs(70 * 86_400);
+        let recent = now();
+        // Ingest old events (as they were ingested 70 days ago) and a recent one.
+        let r = store
+            .ingest(batch(
+                org,
+                vec![web(org, "old-cookie", "/a", old), web(org, "old-cookie", "/b", old.plus_millis(1000))],
+            ))
+            .await
+            .unwrap();
+        assert!(r.iter().all(|x| matches!(x, ItemResult::Web(_))), "{}: {r:?}", store.backend());
+        store.ingest(batch(org, vec![web(org, "new-cookie", "/c", recent)])).await.unwrap();
+        assert_eq!(store.stats().await.unwrap().events, 3);
+        let pg = schema.as_ref().map(|_| ());
+        let partitions_before = match &schema {
+            Some(s) => {
+                let c = s.admin().await;
+                c.query("SELECT relname FROM pg_class WHERE relkind = 'r' AND relname LIKE 'events_2%' AND relnamespace = to_regnamespace($1)", &[&s.0])
+                    .await
+                    .unwrap()
+                    .len()
+            }
+            None => 0,
+        };
+
+        let report = store.purge_before(now().minus_secs(60 * 86_400)).await.unwrap();
+        assert_eq!(report.sessions, 1, "{}: {report:?}", store.backend());
+        assert_eq!(report.customers, 1, "{}: {report:?}", store.backend());
+        let stats = store.stats().await.unwrap();
+        assert_eq!(stats.events, 1, "{}: only the recent event is left", store.backend());
+        assert!(store.get_customer(org, &CookieId::parse("old-cookie").unwrap()).await.unwrap().is_none());
+        assert!(store.get_customer(org, &CookieId::parse("new-cookie").unwrap()).await.unwrap().is_some());
+
+        if let (Some(s), Some(())) = (&schema, pg) {
+            // The old day's partition was created for the old events and is now gone: dropped, not emptied.
+            let c = s.admin().await;
+            let names: Vec<String> = c
+                .query("SELECT relname::text FROM pg_class WHERE relkind = 'r' AND relname LIKE 'events_2%' AND relnamespace = to_regnamespace($1)", &[&s.0])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            assert_eq!(names.len(), partitions_before - 1, "one partition dropped: {names:?}");
+            let old_day = format!("events_{}", &old.to_iso()[..10].replace('-', ""));
+            assert!(!names.contains(&old_day), "{old_day} was dropped: {names:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_migrating_together_all_start() {
+    let schema = Schema::fresh();
+    let (a, b, c) = tokio::join!(schema.open(), schema.open(), schema.open());
+    let org = OrgId::new_v7(now());
+    for s in [&a, &b, &c] {
+        s.ingest(batch(org, vec![web(org, "m-cookie", "/", now())])).await.unwrap();
+    }
+    assert_eq!(a.stats().await.unwrap().events, 3);
+    assert_eq!(a.stats().await.unwrap().customers, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_nodes_write_one_customer_correctly() {
+    let schema = Schema::fresh();
+    let (a, b) = tokio::join!(schema.open(), schema.open());
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let org = OrgId::new_v7(now());
+    let start = now();
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        calls.push(tokio::spawn(async move {
+            s.ingest(batch(org, vec![web(org, "shared", &format!("/{i}"), start.plus_millis(i))])).await
+        }));
+    }
+    for c in calls {
+        let r = c.await.unwrap().unwrap();
+        assert!(matches!(r[0], ItemResult::Web(_)), "{r:?}");
+    }
+    let customer = a.get_customer(org, &CookieId::parse("shared").unwrap()).await.unwrap().unwrap();
+    assert_eq!(customer.total_events, 40, "every event counted once in the customer's state");
+    let stats = b.stats().await.unwrap();
+    assert_eq!((stats.events, stats.sessions, stats.customers), (40, 1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_jobs_run_on_one_node_at_a_time() {
+    let schema = Schema::fresh();
+    let store = schema.open().await;
+    let org = OrgId::new_v7(now());
+    let at = now().minus_secs(1800);
+    store.ingest(batch(org, vec![web(org, "idle-cookie", "/", at)])).await.unwrap();
+    // Another node holds the job's lock: this node leaves the job to it.
+    let other = schema.admin().await;
+    other
+        .execute("SELECT pg_advisory_lock(hashtext($1))", &[&format!("waymark-close-idle:{}", schema.0)])
+        .await
+        .unwrap();
+    let closed = store.close_idle_sessions(now().minus_secs(1200), 100).await.unwrap();
+    assert!(closed.is_empty(), "the job ran although another node held it");
+    other
+        .execute("SELECT pg_advisory_unlock(hashtext($1))", &[&format!("waymark-close-idle:{}", schema.0)])
+        .await
+        .unwrap();
+    let closed = store.close_idle_sessions(now().minus_secs(1200), 100).await.unwrap();
+    assert_eq!(closed.len(), 1);
+    assert!(closed[0].session.ended_date.is_some());
+    assert!(store.close_idle_sessions(now().minus_secs(1200), 100).await.unwrap().is_empty(), "closed once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_lease_is_held_by_one_node_until_dropped() {
+    let schema = Schema::fresh();
+    let (a, b) = tokio::join!(schema.open(), schema.open());
+    let lease = a.job_lease("training").await.unwrap();
+    assert!(lease.is_some(), "the first node gets the job");
+    assert!(b.job_lease("training").await.unwrap().is_none(), "the second node does not, while it is held");
+    assert!(b.job_lease("retention").await.unwrap().is_some(), "other jobs are independent");
+    drop(lease);
+    let mut got = None;
+    for _ in 0..50 {
+        got = b.job_lease("training").await.unwrap();
+        if got.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(got.is_some(), "released when the holder drops its lease");
+    // The embedded store has one node: it always grants.
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(SqliteConfig::new(dir.path().join("w.db"))).unwrap();
+    assert!(s.job_lease("training").await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_dropped_by_another_node_is_recreated_on_demand() {
+    let schema = Schema::fresh();
+    let (a, b) = tokio::join!(schema.open(), schema.open());
+    let org = OrgId::new_v7(now());
+    let old = now().minus_secs(70 * 86_400);
+    a.ingest(batch(org, vec![web(org, "p-cookie", "/1", old)])).await.unwrap();
+    // Node B's retention drops the day node A has just written to.
+    b.purge_before(now().minus_secs(60 * 86_400)).await.unwrap();
+    let r = a.ingest(batch(org, vec![web(org, "p2-cookie", "/2", old.plus_millis(5))])).await.unwrap();
+    assert!(matches!(r[0], ItemResult::Web(_)), "{r:?}");
+    assert_eq!(a.stats().await.unwrap().events, 1);
+}
