@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use waymark_domain::Timestamp;
 use waymark_domain::ids::OrgId;
 use waymark_domain::web_event::CookieId;
+use waymark_store::postgres::{PgConfig, PgStore};
 use waymark_store::sqlite::{SqliteConfig, SqliteStore};
 use waymark_store::{EventPage, SessionPage, Store};
 
@@ -22,22 +23,43 @@ const BIN: &str = env!("CARGO_BIN_EXE_waymark");
 const CLIENTS: usize = 6;
 const ROUNDS: usize = 4;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Backend {
     Sqlite,
+    /// The PostgreSQL at `WAYMARK_TEST_PG` (default `postgres://postgres@127.0.0.1:5432/test`), in a fresh schema.
+    Postgres {
+        url: String,
+        schema: String,
+    },
 }
 
 impl Backend {
-    fn store_arg(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "sqlite",
+    fn postgres() -> Backend {
+        Backend::Postgres {
+            url: std::env::var("WAYMARK_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+            schema: format!("crash_{}", uuid::Uuid::new_v4().simple()),
         }
     }
 
-    fn open(self, data: &Path) -> Arc<dyn Store> {
+    /// `--store …` (and `--pg-schema …`) for the binary.
+    fn args(&self) -> Vec<String> {
+        match self {
+            Backend::Sqlite => vec!["--store".into(), "sqlite".into()],
+            Backend::Postgres { url, schema } => {
+                vec!["--store".into(), url.clone(), "--pg-schema".into(), schema.clone()]
+            }
+        }
+    }
+
+    async fn open(&self, data: &Path) -> Arc<dyn Store> {
         match self {
             Backend::Sqlite => {
                 Arc::new(SqliteStore::open(SqliteConfig::new(data.join("waymark.db"))).expect("open store"))
+            }
+            Backend::Postgres { url, schema } => {
+                let mut cfg = PgConfig::new(url);
+                cfg.schema = schema.clone();
+                Arc::new(PgStore::connect(cfg).await.expect("PostgreSQL test store (set WAYMARK_TEST_PG)"))
             }
         }
     }
@@ -59,10 +81,11 @@ impl Rng {
     }
 }
 
-fn start_server(backend: Backend, data: &Path) -> (Child, String) {
+fn start_server(backend: &Backend, data: &Path) -> (Child, String) {
     let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--store", backend.store_arg(), "--data"])
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
+        .args(backend.args())
         .env("RUST_LOG", "warn")
         .env("WAYMARK_SERVER__RATE_LIMITS__PER_IP_PER_SEC", "1000000")
         .env("WAYMARK_SERVER__RATE_LIMITS__PER_IP_BURST", "1000000")
@@ -156,8 +179,9 @@ async fn crash_loses_nothing(backend: Backend) {
     let dir = tempfile::tempdir().expect("dir");
     let data = dir.path().join("data");
     let out = Command::new(BIN)
-        .args(["admin", "bootstrap", "--json", "--domain", "shop.example", "--store", backend.store_arg(), "--data"])
+        .args(["admin", "bootstrap", "--json", "--domain", "shop.example", "--data"])
         .arg(&data)
+        .args(backend.args())
         .output()
         .expect("bootstrap");
     assert!(out.status.success(), "bootstrap failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -171,7 +195,7 @@ async fn crash_loses_nothing(backend: Backend) {
 
     for round in 0..=ROUNDS {
         let started = Instant::now();
-        let (mut child, base) = start_server(backend, &data);
+        let (mut child, base) = start_server(&backend, &data);
         let health: Value = reqwest::get(format!("{base}/health")).await.expect("health").json().await.expect("json");
         assert_eq!(health["status"], "ok", "round {round}: the server did not start cleanly: {health}");
         let clients: Vec<_> =
@@ -197,14 +221,14 @@ async fn crash_loses_nothing(backend: Backend) {
     }
 
     // One more clean start after the last kill.
-    let (mut child, base) = start_server(backend, &data);
+    let (mut child, base) = start_server(&backend, &data);
     let health: Value = reqwest::get(format!("{base}/health")).await.expect("health").json().await.expect("json");
     assert_eq!(health["status"], "ok", "the server did not start cleanly after the last kill: {health}");
     child.kill().expect("stop");
     let _ = child.wait();
 
     // Count every stored event by its id.
-    let store = backend.open(&data);
+    let store = backend.open(&data).await;
     let mut seen: BTreeMap<String, u32> = BTreeMap::new();
     let since = Timestamp::from_offset_datetime(time::OffsetDateTime::now_utc() - time::Duration::days(1));
     for c in 0..CLIENTS {
@@ -247,4 +271,9 @@ async fn crash_loses_nothing(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_kill_9_loses_no_acknowledged_event() {
     crash_loses_nothing(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_kill_9_loses_no_acknowledged_event() {
+    crash_loses_nothing(Backend::postgres()).await;
 }
