@@ -5,6 +5,7 @@ mod admin_cli;
 mod bench;
 mod cli;
 mod demo;
+mod demo_calls;
 mod settings;
 mod visitors;
 
