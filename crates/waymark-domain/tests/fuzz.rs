@@ -1,6 +1,8 @@
 //! Fuzz targets (proptest, stable toolchain) for every parser of outside data in the domain: web event JSON
 //! into `parse_web_event`, page URLs with UTM and search parameters, referrers, identity traits, dates, cookie
-//! ids and event names. Each must never panic, and every refusal is a typed `Rejection` with a 4xx code.
+//! ids and event names, conversation events, segment and outcome definitions. Each must never panic, and every
+//! refusal is a typed `Rejection` with a 4xx code. (Action maps have their own no-panic property test beside
+//! their parser.)
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
@@ -189,5 +191,74 @@ proptest! {
         }
         if let Err(r) = CookieId::parse(&s) { assert_typed(&r) }
         if let Err(r) = EventName::parse(&s) { assert_typed(&r) }
+    }
+}
+
+// ----- conversation events, segment and outcome definitions (the contact center's and admins' input) -----
+
+fn run_conversations(body: Value) {
+    let window = waymark_domain::conversation::TimeWindow { now: now(), max_age_secs: 3600, max_skew_secs: 300 };
+    match waymark_domain::conversation::decode_conversation_batch(body, &InputLimits::default(), window, Some("US")) {
+        Ok(batch) => {
+            for ev in batch.events {
+                match ev {
+                    waymark_domain::conversation::DecodedEvent::Accepted(_) => {}
+                    waymark_domain::conversation::DecodedEvent::Refused { rejection, .. } => assert_typed(&rejection),
+                    waymark_domain::conversation::DecodedEvent::Rejected(r) => assert_typed(&r),
+                }
+            }
+        }
+        Err(r) => assert_typed(&r),
+    }
+}
+
+/// Conversation events that look like what a contact-center platform sends, with hostile values mixed in.
+fn conversation_json() -> impl Strategy<Value = Value> {
+    let kind = prop_oneof![
+        Just("started"),
+        Just("queued"),
+        Just("connected"),
+        Just("transferred"),
+        Just("botOnly"),
+        Just("disconnected"),
+        Just("wrapup"),
+        Just("ended"),
+        Just("exploded")
+    ];
+    let channel = prop_oneof![Just("voice"), Just("webChat"), Just("email"), Just("sms"), Just("cobrowse"), Just("")];
+    (kind, channel, text(), text(), json_value(), prop::option::of(-10_000i64..10_000)).prop_map(
+        |(kind, channel, id, addr, extra, secs)| {
+            let mut v = json!({"id": id, "conversationId": "c-1", "type": kind, "channel": channel,
+                "direction": "inbound", "address": {"phone": addr, "email": addr}, "queue": {"name": addr},
+                "agent": extra, "wrapupCode": {"id": addr}});
+            if let Some(s) = secs {
+                v["timestamp"] = json!(now().plus_secs(s).to_iso());
+            }
+            v
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn conversation_events_never_panic(events in prop::collection::vec(conversation_json(), 0..8)) {
+        run_conversations(Value::Array(events));
+    }
+
+    #[test]
+    fn arbitrary_conversation_bodies_never_panic(v in json_value()) {
+        run_conversations(v);
+    }
+
+    #[test]
+    fn segment_and_outcome_definitions_never_panic(v in json_value()) {
+        if let Err(r) = waymark_domain::segment::parse_segment_request(&v) {
+            assert_typed(&r);
+        }
+        if let Err(r) = waymark_domain::outcome::parse_outcome_request(&v) {
+            assert_typed(&r);
+        }
     }
 }
