@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use waymark_domain::Timestamp;
 use waymark_domain::event::Event;
 use waymark_domain::ids::{OrgId, SessionId};
+use waymark_domain::offer::OutcomeScoreFact;
 use waymark_domain::predict::{MAX_REPLAY_EVENTS, OutcomeModel, SessionFeatures, SessionReplay};
 use waymark_domain::session::SessionType;
 use waymark_store::{EventPage, Record, RecordKind, SessionRecord, StoreError, StoreResult, WebStored};
@@ -276,6 +277,30 @@ impl Predictions {
             }
         };
         Ok(scores_json(&outcomes, &live))
+    }
+
+    /// The session's current quantiles per outcome, for the offer engine's outcome quantile triggers. Only
+    /// sessions this node is scoring (in memory) have them; an empty list means "no score yet", which never
+    /// satisfies a quantile condition. Models still learning give no facts: their scores are not meaningful.
+    pub fn quantile_facts(&self, org: OrgId, session_id: &str) -> Vec<OutcomeScoreFact> {
+        let outcomes = match self.orgs.lock().get(&org) {
+            Some(m) => m.outcomes.clone(),
+            None => return Vec::new(),
+        };
+        let live = self.live.lock();
+        let Some(l) = live.get(session_id) else { return Vec::new() };
+        outcomes
+            .iter()
+            .filter(|o| !o.model.learning())
+            .filter_map(|o| {
+                let s = l.scores.get(&o.id)?;
+                Some(OutcomeScoreFact {
+                    outcome_id: o.id.clone(),
+                    quantile: o.model.quantiles.quantile(s.probability),
+                    session_max_quantile: o.model.quantiles.quantile(s.session_max),
+                })
+            })
+            .collect()
     }
 
     /// Queue an ended session for training.

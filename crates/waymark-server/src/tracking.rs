@@ -17,9 +17,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use waymark_domain::deployment::Deployment;
 use waymark_domain::identity::TraitIdentity;
-use waymark_domain::ids::DeploymentId;
+use waymark_domain::ids::{DeploymentId, OrgId};
 use waymark_domain::web_event::{CookieId, WebEventRequest, parse_web_event};
-use waymark_domain::{ErrorCode, Rejection};
+use waymark_domain::{ErrorCode, Rejection, Timestamp};
 use waymark_store::{IngestBatch, IngestItem, ItemResult, WebItem};
 
 /// The deployment a request names, checked for existence, origin and rate.
@@ -385,6 +385,27 @@ pub async fn ping(
     resp
 }
 
+/// The live outcome quantiles of the visitor's newest session, for action maps with outcome quantile
+/// triggers (one indexed read, only when such maps exist).
+async fn ping_scores(
+    state: &AppState,
+    org: OrgId,
+    cookie: &CookieId,
+    now: Timestamp,
+) -> ApiResult<Vec<waymark_domain::offer::OutcomeScoreFact>> {
+    let config = state.journey_config(org).await?;
+    if !config.action_maps.iter().any(|m| !m.trigger_with_outcome_quantile_conditions.is_empty()) {
+        return Ok(Vec::new());
+    }
+    let page = waymark_store::SessionPage {
+        since: now.minus_secs(config.session.inactivity_timeout_secs),
+        before: None,
+        limit: 1,
+    };
+    let newest = state.store.customer_sessions(org, cookie, &page).await?;
+    Ok(newest.first().map(|s| state.predictions.quantile_facts(org, &s.session.id)).unwrap_or_default())
+}
+
 async fn ping_inner(state: &AppState, ctx: &TrackingContext, cookie: &str, q: &PingQuery) -> ApiResult<Value> {
     let cookie = CookieId::parse(cookie)?;
     if let Some(dl) = &q.dl
@@ -397,7 +418,8 @@ async fn ping_inner(state: &AppState, ctx: &TrackingContext, cookie: &str, q: &P
     let org = ctx.deployment.org_id;
     let config = state.journey_config(org).await?;
     let page_url = q.dl.clone().filter(|u| u.starts_with("http://") || u.starts_with("https://"));
-    let item = IngestItem::Ping { cookie: cookie.clone(), at: now, page_url };
+    let scores = ping_scores(state, org, &cookie, now).await?;
+    let item = IngestItem::Ping { cookie: cookie.clone(), at: now, page_url, scores };
     let results = state.store.ingest(IngestBatch { org, config, items: vec![item] }).await?;
     publish_results(state, org, &results).await;
     let mut actions = Vec::new();

@@ -12,7 +12,7 @@ use waymark_domain::event::{Event, EventType};
 use waymark_domain::identity::{Identifier, LinkPlan, TraitIdentity, plan_link};
 use waymark_domain::ids::{ContactId, CustomerId, EventId, OrgId, SessionId};
 use waymark_domain::journey::{CustomerState, WebApplied, apply_web_event};
-use waymark_domain::offer::{OfferContext, OfferEngine, action_event_body};
+use waymark_domain::offer::{OfferContext, OfferEngine, OutcomeScoreFact, action_event_body};
 use waymark_domain::session::Session;
 use waymark_domain::web_event::CookieId;
 use waymark_domain::{ErrorCode, Rejection, Timestamp};
@@ -86,8 +86,8 @@ pub async fn apply_item<T: JourneyTx>(
 ) -> StoreResult<ItemResult> {
     match item {
         IngestItem::Web(web) => apply_web(tx, org, config, web).await,
-        IngestItem::Ping { cookie, at, page_url } => {
-            apply_ping(tx, org, config, cookie, *at, page_url.as_deref()).await
+        IngestItem::Ping { cookie, at, page_url, scores } => {
+            apply_ping(tx, org, config, cookie, *at, page_url.as_deref(), scores).await
         }
         IngestItem::Action(item) => apply_action(tx, org, item).await,
         IngestItem::Conversation(c) => apply_conversation(tx, org, c).await,
@@ -129,7 +129,16 @@ async fn apply_web<T: JourneyTx>(
     }
     // Offers are decided for the visitor's current session only (a late event for an older one decides nothing).
     if state.current.as_ref().is_some_and(|c| c.session.id == applied.session.id) {
-        derived.extend(run_offers(tx, org, config, &mut state, Some(&applied.event), None, ev.created).await?);
+        derived.extend(
+            run_offers(
+                tx,
+                org,
+                config,
+                &mut state,
+                OfferRun { event: Some(&applied.event), page_url: None, scores: &[], at: ev.created },
+            )
+            .await?,
+        );
     }
     if let Some(closed) = applied.closed.as_mut() {
         closed.external_contact = None;
@@ -360,6 +369,7 @@ async fn apply_ping<T: JourneyTx>(
     cookie: &CookieId,
     at: Timestamp,
     page_url: Option<&str>,
+    scores: &[OutcomeScoreFact],
 ) -> StoreResult<ItemResult> {
     let nothing = || ItemResult::Pinged { session: None, offers: Vec::new(), derived: Vec::new() };
     let Some(mut state) = tx.load_customer(org, cookie).await? else {
@@ -374,7 +384,7 @@ async fn apply_ping<T: JourneyTx>(
     open.session.touch(at);
     let session = open.session.clone();
     state.version += 1;
-    let derived = run_offers(tx, org, config, &mut state, None, page_url, at).await?;
+    let derived = run_offers(tx, org, config, &mut state, OfferRun { event: None, page_url, scores, at }).await?;
     let offers = state.current.as_ref().map(|c| c.offers.deliverable(at).cloned().collect()).unwrap_or_default();
     tx.upsert_session(org, Some(state.customer_id), state.contact_id, &session).await?;
     tx.save_customer(org, &state).await?;
@@ -403,17 +413,27 @@ fn assigned_segments(state: &CustomerState) -> Vec<String> {
     ids
 }
 
+/// What prompted an offer-engine run.
+struct OfferRun<'a> {
+    /// The web event that triggered the run (none for a ping).
+    event: Option<&'a Event>,
+    page_url: Option<&'a str>,
+    /// The session's live outcome quantiles (pings carry them).
+    scores: &'a [OutcomeScoreFact],
+    at: Timestamp,
+}
+
 /// Run the offer engine for the customer's open session at `at` and store its decisions as
-/// `WebActionEvent`s. `event` is the web event that triggered the run (none for a ping).
+/// `WebActionEvent`s. `event` is the web event that triggered the run (none for a ping); `scores` are the
+/// session's live outcome quantiles (the ping carries them; an event runs with the quantile triggers unmet).
 async fn run_offers<T: JourneyTx>(
     tx: &mut T,
     org: OrgId,
     config: &JourneyConfig,
     state: &mut CustomerState,
-    event: Option<&Event>,
-    page_url: Option<&str>,
-    at: Timestamp,
+    run: OfferRun<'_>,
 ) -> StoreResult<Vec<Event>> {
+    let OfferRun { event, page_url, scores, at } = run;
     if config.action_maps.is_empty() && state.offers.is_empty() {
         return Ok(Vec::new());
     }
@@ -430,7 +450,7 @@ async fn run_offers<T: JourneyTx>(
         page_url: url.as_deref(),
         event: web,
         segments: &segments,
-        outcome_scores: &[],
+        outcome_scores: scores,
     };
     let engine = OfferEngine { maps: &config.action_maps, policy: &config.offer_policy };
     let outcomes = engine.decide(&mut open.offers, &mut state.offers, &ctx, || new_uuid(at).to_string());

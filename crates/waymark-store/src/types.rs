@@ -40,7 +40,13 @@ pub enum IngestItem {
     /// A validated, enriched web event.
     Web(Box<WebItem>),
     /// A tracker ping: the visitor is still there (on `page_url`, when the tracker said).
-    Ping { cookie: CookieId, at: Timestamp, page_url: Option<String> },
+    Ping {
+        cookie: CookieId,
+        at: Timestamp,
+        page_url: Option<String>,
+        /// The open session's live outcome quantiles (for outcome quantile triggers of action maps).
+        scores: Vec<waymark_domain::offer::OutcomeScoreFact>,
+    },
     /// The tracker reports a new state of an offer (`actionevent`).
     Action(Box<ActionItem>),
     /// A contact-center conversation lifecycle event, or the refusal of a whole conversation.

@@ -10,6 +10,7 @@ crate::store_tests!(
     blocked_offers_say_why,
     actionevent_rejects_bad_input_and_other_deployments,
     the_tracker_script_is_served_with_caching_and_gzip,
+    outcome_quantile_triggers_use_the_live_scores,
 );
 
 impl TestServer {
@@ -293,5 +294,59 @@ async fn the_tracker_script_is_served_with_caching_and_gzip(b: Backend) {
     assert_eq!(r.headers()["content-encoding"], "gzip");
     let gz = r.bytes().await.unwrap().len();
     assert!(gz < 10_000, "the tracker stays small: {gz} bytes gzipped");
+    t.stop().await;
+}
+
+/// An action map triggered by an outcome's quantile fires on the ping once the session's live score is in the
+/// top of the distribution, and not while the model is still learning.
+async fn outcome_quantile_triggers_use_the_live_scores(b: Backend) {
+    use waymark_domain::predict::{ModelParams, OutcomeModel};
+    use waymark_server::predictions::model_record_id;
+    use waymark_store::{Record, RecordKind};
+    let t = TestServer::start(b).await;
+    let outcome = json!({"displayName": "Purchase", "isActive": true,
+        "journey": {"patterns": [{"criteria": [{"key": "page.url", "values": ["/order/complete"], "operator": "containsAll",
+            "shouldIgnoreCase": true}], "count": 1, "streamType": "Web", "sessionType": "web", "eventName": "page_viewed"}]}});
+    let (status, o) = t.send(reqwest::Method::POST, "/api/v2/journey/outcomes", &t.token, Some(&outcome)).await;
+    assert_eq!(status, 201, "{o}");
+    let outcome_id = o["id"].as_str().unwrap().to_string();
+    t.create_action_map(&json!({
+        "displayName": "Hot buyer",
+        "triggerWithOutcomeQuantileConditions": [{"outcomeId": outcome_id, "maxQuantileThreshold": 0.5}],
+        "action": {"mediaType": "contentOffer", "contentOffer": {"title": "Hot", "headline": "Just for you",
+            "body": "Free shipping today.", "displayMode": "Overlay", "layoutMode": "TextOnly",
+            "callToAction": {"text": "Shop now", "url": "https://shop.example/", "target": "Self"}}}
+    }))
+    .await;
+
+    // While the model is learning there is no score to trigger on.
+    t.post_events(&t.event("cookie-learning", "https://shop.example/p/tent")).await;
+    let (_, ping) = t.ping("cookie-learning", "https://shop.example/p/tent").await;
+    assert_eq!(ping["actions"], json!([]), "a learning model triggers nothing: {ping}");
+
+    // A trained model under which every earlier session scored near zero: any live score is in the top quantiles.
+    let mut model = OutcomeModel::new(ModelParams::default());
+    model.sessions = 1_000;
+    model.positives = 100;
+    for _ in 0..1_000 {
+        model.quantiles.insert(0.0);
+    }
+    assert!(!model.learning());
+    let now = t.now();
+    let record = Record::new(
+        RecordKind::Model,
+        Some(t.org),
+        model_record_id(&outcome_id),
+        "Purchase",
+        serde_json::to_value(&model).unwrap(),
+        now,
+    );
+    t.state.store.put_record(&record, None, false).await.expect("model");
+    t.state.predictions.forget(t.org);
+
+    t.post_events(&t.event("cookie-hot", "https://shop.example/p/tent")).await;
+    let (status, ping) = t.ping("cookie-hot", "https://shop.example/p/tent").await;
+    assert_eq!(status, 200, "{ping}");
+    assert_eq!(ping["actions"][0]["contentOfferProperties"]["headline"], "Just for you", "{ping}");
     t.stop().await;
 }
