@@ -10,61 +10,10 @@ use serde::{Deserialize, Serialize};
 /// Most action maps an organisation may define.
 pub const MAX_ACTION_MAPS: usize = 500;
 
-/// A comparison operator of conditions (Genesys spelling).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Operator {
-    ContainsAll,
-    ContainsAny,
-    NotContainsAll,
-    NotContainsAny,
-    Equal,
-    NotEqual,
-    GreaterThan,
-    GreaterThanOrEqual,
-    LessThan,
-    LessThanOrEqual,
-    StartsWith,
-    EndsWith,
-}
+/// The comparison operators of conditions: the same twelve (Genesys spelling) as segments and outcomes.
+pub use crate::segment::Operator;
 
 impl Operator {
-    pub const ALL: [Operator; 12] = [
-        Operator::ContainsAll,
-        Operator::ContainsAny,
-        Operator::NotContainsAll,
-        Operator::NotContainsAny,
-        Operator::Equal,
-        Operator::NotEqual,
-        Operator::GreaterThan,
-        Operator::GreaterThanOrEqual,
-        Operator::LessThan,
-        Operator::LessThanOrEqual,
-        Operator::StartsWith,
-        Operator::EndsWith,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Operator::ContainsAll => "containsAll",
-            Operator::ContainsAny => "containsAny",
-            Operator::NotContainsAll => "notContainsAll",
-            Operator::NotContainsAny => "notContainsAny",
-            Operator::Equal => "equal",
-            Operator::NotEqual => "notEqual",
-            Operator::GreaterThan => "greaterThan",
-            Operator::GreaterThanOrEqual => "greaterThanOrEqual",
-            Operator::LessThan => "lessThan",
-            Operator::LessThanOrEqual => "lessThanOrEqual",
-            Operator::StartsWith => "startsWith",
-            Operator::EndsWith => "endsWith",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Operator> {
-        Operator::ALL.into_iter().find(|o| o.as_str() == s)
-    }
-
     /// Whether `actual` satisfies the operator against `values`. Numeric operators compare as numbers (with
     /// the first value); a value that is not a number never satisfies them.
     pub fn matches(self, actual: &str, values: &[String]) -> bool {
