@@ -560,6 +560,31 @@ pub fn with_contact_ref(mut s: Session, contact: Option<ContactId>) -> Session {
     s
 }
 
+/// A new contact holding `identity`'s names and `identifiers` (what every backend's `create_contact` writes).
+pub fn new_contact(
+    org: OrgId,
+    id: ContactId,
+    at: Timestamp,
+    identity: &TraitIdentity,
+    identifiers: &[Identifier],
+) -> Contact {
+    let mut contact = Contact {
+        id,
+        org,
+        first_name: None,
+        last_name: None,
+        display_name: None,
+        emails: Vec::new(),
+        phones: Vec::new(),
+        messaging_ids: Vec::new(),
+        cookie_ids: Vec::new(),
+        created: at,
+        modified: at,
+    };
+    merge_identity_into(&mut contact, identity, identifiers, at);
+    contact
+}
+
 /// Fold identity traits and identifiers into a contact. Returns whether anything changed.
 pub fn merge_identity_into(
     c: &mut Contact,

@@ -441,20 +441,7 @@ impl JourneyTx for PgTx<'_> {
         identity: &TraitIdentity,
         identifiers: &[Identifier],
     ) -> StoreResult<()> {
-        let mut contact = Contact {
-            id,
-            org,
-            first_name: None,
-            last_name: None,
-            display_name: None,
-            emails: Vec::new(),
-            phones: Vec::new(),
-            messaging_ids: Vec::new(),
-            cookie_ids: Vec::new(),
-            created: at,
-            modified: at,
-        };
-        crate::ingest::merge_identity_into(&mut contact, identity, identifiers, at);
+        let contact = crate::ingest::new_contact(org, id, at, identity, identifiers);
         write_contact(self.t, &contact).await?;
         insert_identifiers(self.t, org, id, identifiers).await
     }
