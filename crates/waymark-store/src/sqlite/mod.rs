@@ -6,8 +6,8 @@
 //! The writer keeps the customer states it wrote in a bounded cache, since it is the only writer.
 //!
 //! Reads use a small pool of read-only connections on blocking threads; WAL lets them run beside the writer.
-//! A checkpoint thread copies the WAL into the database every half second, so that commits never wait for
-//! a checkpoint's fsyncs.
+//! A checkpoint thread copies the WAL into the database every 200 ms, so that commits never wait for a
+//! checkpoint's fsyncs, and restarts the WAL once it is large, so that the WAL stays bounded under load.
 
 mod read;
 mod tx;
@@ -186,7 +186,7 @@ impl SqliteStore {
         let max_jobs = config.max_batch_jobs.max(1);
         let cache_cap = config.cache_customers.max(16);
         let writer = std::thread::Builder::new()
-            .name("waymark-sqlite-writer".into())
+            .name("wm-sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx, max_jobs, cache_cap))
             .map_err(|e| StoreError::Internal(format!("spawn writer: {e}")))?;
         Ok(SqliteStore { tx, readers, writer: Mutex::new(Some(writer)), _checkpointer: checkpointer })
@@ -223,25 +223,45 @@ impl SqliteStore {
 }
 
 /// How often the checkpoint thread copies the WAL into the database.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
-/// Start the thread that checkpoints the WAL (PASSIVE: never blocks the writer or readers) until the returned
-/// sender is dropped.
+/// WAL frames (pages) after which the checkpoint thread restarts the WAL from its beginning.
+const WAL_RESTART_FRAMES: i64 = 16 * 1024;
+
+/// Start the thread that checkpoints the WAL until the returned sender is dropped.
+///
+/// A PASSIVE checkpoint never blocks the writer or readers, but under a continuous stream of commits it never
+/// catches up with the end of the WAL, so the WAL would never start over: it would grow without bound, and every
+/// commit would extend the file (the kernel zeroes each new page) and lengthen the WAL index searched by reads.
+/// So once the WAL holds [`WAL_RESTART_FRAMES`] and the passive pass has copied most of it, a RESTART checkpoint
+/// takes the write lock between two group commits, copies the few remaining frames and makes the next commit
+/// write from the start of the file again.
 fn spawn_checkpointer(path: &Path) -> StoreResult<std::sync::mpsc::Sender<()>> {
     let conn = Connection::open(path)
         .map_err(|e| StoreError::Unavailable(format!("cannot open {} for checkpoints: {e}", path.display())))?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let checkpoint = move |mode: &str| -> rusqlite::Result<(i64, i64)> {
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
+    };
     std::thread::Builder::new()
-        .name("waymark-sqlite-checkpoint".into())
+        .name("wm-sqlite-ckpt".into())
         .spawn(move || {
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "sqlite checkpoint failed; retrying");
+                match checkpoint("PASSIVE") {
+                    Ok((log, copied)) if log >= WAL_RESTART_FRAMES && log - copied < WAL_RESTART_FRAMES / 4 => {
+                        let started = Instant::now();
+                        if let Err(e) = checkpoint("RESTART") {
+                            tracing::warn!(error = %e, "sqlite WAL restart failed; retrying");
+                        }
+                        metrics::histogram!("waymark_store_wal_restart_seconds").record(started.elapsed().as_secs_f64());
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "sqlite checkpoint failed; retrying"),
                 }
             }
             // A last full copy so that a clean shutdown leaves a small WAL.
-            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            let _ = checkpoint("PASSIVE");
         })
         .map_err(|e| StoreError::Internal(format!("spawn checkpointer: {e}")))?;
     Ok(stop)
