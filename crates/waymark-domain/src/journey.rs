@@ -126,6 +126,59 @@ pub struct CustomerState {
     pub offers: CustomerOffers,
     /// Bumped on every change; the PostgreSQL store uses it to tell a stale cache from a fresh one.
     pub version: i64,
+    /// The `clientEventId`s this customer sent lately, so that a retried event is recognised.
+    #[serde(default, skip_serializing_if = "RecentClientEvents::is_empty")]
+    pub recent_client_events: RecentClientEvents,
+}
+
+/// The client event ids a customer sent lately (hashed, with their event time), kept with the customer's
+/// state so that recognising a retried event costs no index of its own.
+///
+/// An entry is kept while its event could still be accepted: [`RecentClientEvents::remember`] forgets entries
+/// older than a window (the accepted event age plus clock skew), measured from the event being remembered.
+/// At most [`RecentClientEvents::CAP`] entries are kept: a retry arriving after more than that many newer
+/// events of the same visitor is not recognised.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentClientEvents(Vec<(u64, i64)>);
+
+impl RecentClientEvents {
+    pub const CAP: usize = 128;
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn contains(&self, client_event_id: &str) -> bool {
+        let h = client_event_hash(client_event_id);
+        self.0.iter().any(|(k, _)| *k == h)
+    }
+
+    /// Remember an id sent with an event of time `at`; forget ids of events more than `window_secs` older.
+    pub fn remember(&mut self, client_event_id: &str, at: Timestamp, window_secs: i64) {
+        let oldest = at.unix_millis().saturating_sub(window_secs.saturating_mul(1000));
+        self.0.retain(|(_, t)| *t >= oldest);
+        if self.0.len() >= Self::CAP {
+            // Forget the oldest event (entries are not ordered: events may arrive out of order).
+            if let Some(i) = self.0.iter().enumerate().min_by_key(|(_, (_, t))| *t).map(|(i, _)| i) {
+                self.0.swap_remove(i);
+            }
+        }
+        self.0.push((client_event_hash(client_event_id), at.unix_millis()));
+    }
+}
+
+/// FNV-1a, 64 bits: stable across builds and platforms (the hashes are stored).
+fn client_event_hash(id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
 }
 
 impl CustomerState {
@@ -143,6 +196,7 @@ impl CustomerState {
             rules: RuleState::default(),
             offers: CustomerOffers::default(),
             version: 0,
+            recent_client_events: RecentClientEvents::default(),
         }
     }
 }
@@ -402,6 +456,26 @@ mod tests {
 
     fn apply(st: &mut CustomerState, e: &WebEvent, idgen: &mut impl FnMut(Timestamp) -> uuid::Uuid) -> WebApplied {
         apply_web_event(st, e, &Enrichment::default(), &SessionRules::default(), TraitIdentity::default(), idgen)
+    }
+
+    #[test]
+    fn recent_client_events_recognise_retries_within_the_window_and_stay_bounded() {
+        let mut r = RecentClientEvents::default();
+        r.remember("a", t(0), 3600);
+        assert!(r.contains("a"));
+        assert!(!r.contains("b"));
+        // An event more than the window later forgets "a": a retry of it would be too old to be accepted.
+        r.remember("b", t(3601), 3600);
+        assert!(!r.contains("a") && r.contains("b"));
+        for i in 0..(RecentClientEvents::CAP * 2) {
+            r.remember(&format!("k{i}"), t(3601 + i as i64), 3600);
+        }
+        assert_eq!(r.len(), RecentClientEvents::CAP);
+        // The newest are kept, the oldest forgotten.
+        assert!(r.contains(&format!("k{}", RecentClientEvents::CAP * 2 - 1)));
+        assert!(!r.contains("k0"));
+        // Stored hashes must never change between builds.
+        assert_eq!(client_event_hash("a"), 0xaf63_dc4c_8601_ec8c);
     }
 
     #[test]

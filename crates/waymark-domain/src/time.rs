@@ -65,6 +65,50 @@ impl Timestamp {
 
     /// `yyyy-MM-ddTHH:mm:ss.mmmZ`.
     pub fn to_iso(self) -> String {
+        match self.iso_bytes() {
+            Some(b) => String::from_utf8_lossy(&b).into_owned(),
+            None => self.to_iso_slow(),
+        }
+    }
+
+    /// The ISO text of a time in years 0–9999, written without the formatting machinery: timestamps are
+    /// serialized for every stored and served event and session.
+    fn iso_bytes(self) -> Option<[u8; 24]> {
+        let ms = self.0;
+        let days = ms.div_euclid(86_400_000);
+        let in_day = ms.rem_euclid(86_400_000);
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        if !(0..=9999).contains(&year) {
+            return None;
+        }
+        let (h, m, s, milli) = (in_day / 3_600_000, in_day / 60_000 % 60, in_day / 1000 % 60, in_day % 1000);
+        let mut b = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |at: usize, width: usize, mut v: i64| {
+            for i in (0..width).rev() {
+                b[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, year);
+        put(5, 2, month);
+        put(8, 2, day);
+        put(11, 2, h);
+        put(14, 2, m);
+        put(17, 2, s);
+        put(20, 3, milli);
+        Some(b)
+    }
+
+    fn to_iso_slow(self) -> String {
         let dt =
             OffsetDateTime::from_unix_timestamp_nanos(self.0 as i128 * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         format!(
@@ -88,7 +132,12 @@ impl std::fmt::Display for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_iso())
+        if let Some(b) = self.iso_bytes()
+            && let Ok(text) = std::str::from_utf8(&b)
+        {
+            return s.serialize_str(text);
+        }
+        s.serialize_str(&self.to_iso_slow())
     }
 }
 
@@ -124,5 +173,23 @@ mod tests {
     fn round_trips_millis() {
         let t = Timestamp::from_unix_millis(1_790_000_000_123);
         assert_eq!(Timestamp::parse(&t.to_iso()), Some(t));
+    }
+
+    proptest::proptest! {
+        /// The hand-written ISO formatter agrees with the `time` crate for every millisecond of years 0–9999.
+        #[test]
+        fn fast_iso_text_equals_the_time_crate(ms in -62_167_219_200_000i64..253_402_300_799_999i64) {
+            let t = Timestamp::from_unix_millis(ms);
+            proptest::prop_assert_eq!(t.to_iso(), t.to_iso_slow());
+            proptest::prop_assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{}\"", t.to_iso_slow()));
+        }
+    }
+
+    #[test]
+    fn iso_text_at_the_edges() {
+        for ms in [0, -1, 951_782_400_000, 4_107_542_399_999, -62_167_219_200_000, 253_402_300_799_999] {
+            let t = Timestamp::from_unix_millis(ms);
+            assert_eq!(t.to_iso(), t.to_iso_slow(), "{ms}");
+        }
     }
 }

@@ -145,6 +145,9 @@ impl AppState {
                     rules: Arc::new(rules),
                     action_maps,
                     offer_policy: self.config.offers,
+                    client_event_window_secs: Some(
+                        self.config.limits.max_event_age_secs + self.config.limits.max_clock_skew_secs,
+                    ),
                 })
             }
         };

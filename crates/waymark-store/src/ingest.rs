@@ -22,8 +22,6 @@ use waymark_domain::{ErrorCode, Rejection, Timestamp};
 pub trait JourneyTx {
     async fn load_customer(&mut self, org: OrgId, cookie: &CookieId) -> StoreResult<Option<CustomerState>>;
     async fn save_customer(&mut self, org: OrgId, state: &CustomerState) -> StoreResult<()>;
-    /// The session of an already stored event with this client key, if any.
-    async fn client_event_session(&mut self, org: OrgId, client_key: &str) -> StoreResult<Option<SessionId>>;
     async fn load_session(&mut self, org: OrgId, id: SessionId) -> StoreResult<Option<SessionRecord>>;
     async fn identifier_owner(&mut self, org: OrgId, id: &Identifier) -> StoreResult<Option<ContactId>>;
     async fn create_contact(
@@ -53,7 +51,7 @@ pub trait JourneyTx {
     ) -> StoreResult<()>;
     /// Point a customer and all its sessions at a contact.
     async fn link_customer(&mut self, org: OrgId, customer: CustomerId, contact: ContactId) -> StoreResult<()>;
-    async fn insert_event(&mut self, org: OrgId, event: &Event, client_key: Option<&str>) -> StoreResult<()>;
+    async fn insert_event(&mut self, org: OrgId, event: &Event) -> StoreResult<()>;
     async fn upsert_session(
         &mut self,
         org: OrgId,
@@ -101,17 +99,24 @@ async fn apply_web<T: JourneyTx>(
     item: &WebItem,
 ) -> StoreResult<ItemResult> {
     let ev = &item.event;
-    let client_key = ev.client_event_id.as_ref().map(|c| format!("{}:{c}", ev.cookie_id.as_str()));
-    if let Some(key) = &client_key
-        && let Some(sid) = tx.client_event_session(org, key).await?
-    {
-        let session = tx.load_session(org, sid).await?;
-        return Ok(ItemResult::Duplicate { session });
-    }
     let mut state = match tx.load_customer(org, &ev.cookie_id).await? {
         Some(s) => s,
         None => CustomerState::new(CustomerId(new_uuid(ev.created)), ev.cookie_id.clone(), ev.created),
     };
+    // A retried event (same `clientEventId` from the same cookie) is answered with the visitor's session.
+    if let Some(cid) = &ev.client_event_id {
+        if state.recent_client_events.contains(cid) {
+            let session = state.current.as_ref().map(|c| SessionRecord {
+                org,
+                customer_id: Some(state.customer_id),
+                contact_id: state.contact_id,
+                session: with_contact_ref(c.session.clone(), state.contact_id),
+            });
+            return Ok(ItemResult::Duplicate { session });
+        }
+        let window = config.client_event_window_secs.unwrap_or(DEFAULT_CLIENT_EVENT_WINDOW_SECS);
+        state.recent_client_events.remember(cid, ev.created, window);
+    }
     let mut applied =
         apply_web_event(&mut state, ev, &item.enrichment, &config.session, item.identity.clone(), new_uuid);
 
@@ -122,10 +127,10 @@ async fn apply_web<T: JourneyTx>(
     }
     let contact = state.contact_id;
     applied.session.external_contact = None;
-    tx.insert_event(org, &applied.event, client_key.as_deref()).await?;
+    tx.insert_event(org, &applied.event).await?;
     let mut derived = match_rules(&mut state, &mut applied, config, ev.created);
     for e in &derived {
-        tx.insert_event(org, e, None).await?;
+        tx.insert_event(org, e).await?;
     }
     // Offers are decided for the visitor's current session only (a late event for an older one decides nothing).
     if state.current.as_ref().is_some_and(|c| c.session.id == applied.session.id) {
@@ -345,7 +350,7 @@ async fn apply_conversation_event<T: JourneyTx>(
         return Err(StoreError::Internal("a conversation with an event folded to nothing".into()));
     };
     let event = journey_event(ev, &session, EventId(new_uuid(ev.at)).to_string());
-    tx.insert_event(org, &event, None).await?;
+    tx.insert_event(org, &event).await?;
     tx.upsert_session(org, customer, contact, &session).await?;
     conv.updated = conv.updated.max(ev.at);
     tx.save_conversation(org, &conv).await?;
@@ -460,7 +465,7 @@ async fn run_offers<T: JourneyTx>(
         let correlation = event.map_or_else(|| id.clone(), |e| e.id.clone());
         let mut e = Event::envelope(id, correlation, &open.session, EventType::WebAction, at);
         e.web_action_event = Some(o.event_body());
-        tx.insert_event(org, &e, None).await?;
+        tx.insert_event(org, &e).await?;
         events.push(e);
     }
     if !events.is_empty() {
@@ -509,7 +514,7 @@ async fn apply_action<T: JourneyTx>(tx: &mut T, org: OrgId, item: &ActionItem) -
         let id = new_uuid(item.at).to_string();
         let mut e = Event::envelope(id, o.id.clone(), &open.session, EventType::WebAction, item.at);
         e.web_action_event = Some(body);
-        tx.insert_event(org, &e, None).await?;
+        tx.insert_event(org, &e).await?;
         event = Some(e);
         // The visitor answering an offer is a sign of life on an open session.
         if is_current && open.session.ended_date.is_none() {
@@ -527,14 +532,29 @@ async fn apply_action<T: JourneyTx>(tx: &mut T, org: OrgId, item: &ActionItem) -
     })))
 }
 
-/// Encode a customer state for storage.
+/// First byte of a compressed customer state (a JSON state starts with `{`).
+const STATE_LZ4: u8 = 0x01;
+
+/// Encode a customer state for storage: JSON, LZ4-compressed (the state is rewritten on every commit that
+/// touches the customer, and its repetitive JSON shrinks to about a third).
 pub fn encode_state(state: &CustomerState) -> StoreResult<Vec<u8>> {
-    serde_json::to_vec(state).map_err(|e| StoreError::Internal(format!("encode customer state: {e}")))
+    let json = serde_json::to_vec(state).map_err(|e| StoreError::Internal(format!("encode customer state: {e}")))?;
+    let mut out = Vec::with_capacity(json.len() / 2 + 16);
+    out.push(STATE_LZ4);
+    out.extend_from_slice(&lz4_flex::compress_prepend_size(&json));
+    Ok(out)
 }
 
-/// Decode a stored customer state.
+/// Decode a stored customer state (compressed, or plain JSON as written before compression).
 pub fn decode_state(bytes: &[u8]) -> StoreResult<CustomerState> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("customer state: {e}")))
+    let corrupt = |e: String| StoreError::Corrupt(format!("customer state: {e}"));
+    match bytes.split_first() {
+        Some((&STATE_LZ4, packed)) => {
+            let json = lz4_flex::decompress_size_prepended(packed).map_err(|e| corrupt(e.to_string()))?;
+            serde_json::from_slice(&json).map_err(|e| corrupt(e.to_string()))
+        }
+        _ => serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string())),
+    }
 }
 
 /// Encode a session body for storage (without the contact reference, which is a column).

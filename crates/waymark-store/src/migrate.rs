@@ -22,9 +22,11 @@ impl Migration {
 pub const SQLITE: &[Migration] = &[
     Migration { version: 1, name: "journey", sql: include_str!("../migrations/sqlite/0001_journey.sql") },
     Migration { version: 2, name: "conversations", sql: include_str!("../migrations/sqlite/0002_conversations.sql") },
+    Migration { version: 3, name: "write_layout", sql: include_str!("../migrations/sqlite/0003_write_layout.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[
     Migration { version: 1, name: "journey", sql: include_str!("../migrations/postgres/0001_journey.sql") },
     Migration { version: 2, name: "conversations", sql: include_str!("../migrations/postgres/0002_conversations.sql") },
+    Migration { version: 3, name: "write_layout", sql: include_str!("../migrations/postgres/0003_write_layout.sql") },
 ];

@@ -24,7 +24,13 @@ pub struct JourneyConfig {
     pub action_maps: Vec<ActionMap>,
     /// The organisation's offer frequency caps.
     pub offer_policy: OfferPolicy,
+    /// How long (in event time) a customer's `clientEventId`s are remembered to recognise retries: the oldest
+    /// accepted event age plus the accepted clock skew. `None`: [`DEFAULT_CLIENT_EVENT_WINDOW_SECS`].
+    pub client_event_window_secs: Option<i64>,
 }
+
+/// The default retry-recognition window: one hour of accepted event age, plus clock skew, with margin.
+pub const DEFAULT_CLIENT_EVENT_WINDOW_SECS: i64 = 2 * 3600;
 
 /// A batch of journey inputs for one organisation.
 #[derive(Debug, Clone)]

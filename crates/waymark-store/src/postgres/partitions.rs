@@ -146,10 +146,14 @@ pub(crate) async fn purge_before(shared: &Shared, cutoff: Timestamp) -> StoreRes
         dropped.push(day);
     }
     report.events += execute(&t, "DELETE FROM events WHERE created_ms < $1", &[&cut]).await?;
-    execute(&t, "DELETE FROM event_keys WHERE created_ms < $1", &[&cut]).await?;
-    report.sessions = execute(&t, "DELETE FROM sessions WHERE last_ms < $1", &[&cut]).await?;
-    report.customers =
-        execute(&t, "DELETE FROM customers WHERE updated_ms < $1 AND state IS NOT NULL", &[&cut]).await?;
+    report.sessions = execute(&t, "DELETE FROM sessions WHERE created_ms < $1 AND last_ms < $1", &[&cut]).await?;
+    report.customers = execute(
+        &t,
+        // `updated_ms` lags a customer's activity by up to an hour (it moves only when an hour behind).
+        "DELETE FROM customers WHERE updated_ms < $1::int8 - 3600000 AND state IS NOT NULL",
+        &[&cut],
+    )
+    .await?;
     execute(&t, "DELETE FROM conversations WHERE updated_ms < $1 AND state IS NOT NULL", &[&cut]).await?;
     t.commit().await.map_err(pg_err)?;
     let mut known = shared.partitions.known.lock();

@@ -58,12 +58,9 @@ pub(crate) struct PgTx<'a> {
     conversations: HashMap<Key, Option<StoredConversation>>,
     reserved_conversations: HashSet<Key>,
     saved_conversations: HashSet<Key>,
-    /// Client keys checked or written in this group, with their session.
-    keys: HashMap<Key, Option<String>>,
     pending_customers: HashMap<Key, CustomerState>,
     pending_sessions: HashMap<Key, SessionRow>,
     pending_events: Vec<EventRow>,
-    pending_keys: Vec<(OrgId, String, String, i64)>,
     /// Event partitions found missing while flushing; the group is retried after creating them.
     pub missing_days: BTreeSet<i64>,
 }
@@ -76,52 +73,32 @@ impl<'a> PgTx<'a> {
             states: HashMap::new(),
             reserved: HashSet::new(),
             saved: HashSet::new(),
-            keys: HashMap::new(),
             conversations: HashMap::new(),
             reserved_conversations: HashSet::new(),
             saved_conversations: HashSet::new(),
             pending_customers: HashMap::new(),
             pending_sessions: HashMap::new(),
             pending_events: Vec::new(),
-            pending_keys: Vec::new(),
             missing_days: BTreeSet::new(),
         }
     }
 
     /// Lock every customer the batches touch (in key order, so two nodes cannot deadlock on them) and read
-    /// their states and the batches' client event keys: two round trips per organisation, whatever the size.
+    /// their states: two round trips per organisation, whatever the size.
     pub(crate) async fn prefetch(&mut self, batches: impl Iterator<Item = &IngestBatch>) -> StoreResult<()> {
-        let mut by_org: BTreeMap<OrgId, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
+        let mut by_org: BTreeMap<OrgId, BTreeSet<String>> = BTreeMap::new();
         for b in batches {
-            let (cookies, keys) = by_org.entry(b.org).or_default();
+            let cookies = by_org.entry(b.org).or_default();
             for item in &b.items {
                 if let IngestItem::Web(w) = item {
                     cookies.insert(w.event.cookie_id.as_str().to_string());
-                    if let Some(c) = &w.event.client_event_id {
-                        keys.insert(format!("{}:{c}", w.event.cookie_id.as_str()));
-                    }
                 } else if let IngestItem::Ping { cookie, .. } = item {
                     cookies.insert(cookie.as_str().to_string());
                 }
             }
         }
-        for (org, (cookies, keys)) in by_org {
+        for (org, cookies) in by_org {
             self.lock_customers(org, cookies.into_iter().collect()).await?;
-            if !keys.is_empty() {
-                let keys: Vec<String> = keys.into_iter().collect();
-                let rows = query(
-                    self.t,
-                    "SELECT key, session_id FROM event_keys WHERE org_id = $1 AND key = ANY($2)",
-                    &[&org.0, &keys],
-                )
-                .await?;
-                for k in keys {
-                    self.keys.insert((org, k), None);
-                }
-                for r in rows {
-                    self.keys.insert((org, r.get(0)), Some(r.get(1)));
-                }
-            }
         }
         Ok(())
     }
@@ -196,7 +173,9 @@ impl<'a> PgTx<'a> {
                 "INSERT INTO customers (org_id, cookie_id, id, contact_id, created_ms, updated_ms, version, state)
                  SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::int8[], $6::int8[], $7::int8[], $8::bytea[])
                  ON CONFLICT (org_id, cookie_id) DO UPDATE SET id = excluded.id, contact_id = excluded.contact_id,
-                   created_ms = excluded.created_ms, updated_ms = GREATEST(customers.updated_ms, excluded.updated_ms),
+                   created_ms = excluded.created_ms,
+                   updated_ms = CASE WHEN excluded.updated_ms > customers.updated_ms + 3600000
+                     THEN excluded.updated_ms ELSE customers.updated_ms END,
                    version = excluded.version, state = excluded.state",
                 &[&orgs, &cookies, &ids, &contacts, &created, &updated, &versions, &states],
             )
@@ -275,20 +254,6 @@ impl<'a> PgTx<'a> {
                 }
                 return Err(pg_err(e));
             }
-        }
-        if !self.pending_keys.is_empty() {
-            let rows = std::mem::take(&mut self.pending_keys);
-            let orgs: Vec<Uuid> = rows.iter().map(|r| r.0.0).collect();
-            let keys: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
-            let sessions: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
-            let created: Vec<i64> = rows.iter().map(|r| r.3).collect();
-            execute(
-                self.t,
-                "INSERT INTO event_keys (org_id, key, session_id, created_ms)
-                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[])",
-                &[&orgs, &keys, &sessions, &created],
-            )
-            .await?;
         }
         Ok(())
     }
@@ -386,25 +351,6 @@ impl JourneyTx for PgTx<'_> {
         self.saved.insert(key.clone());
         self.pending_customers.insert(key, state.clone());
         Ok(())
-    }
-
-    async fn client_event_session(&mut self, org: OrgId, client_key: &str) -> StoreResult<Option<SessionId>> {
-        let key = (org, client_key.to_string());
-        let found = match self.keys.get(&key) {
-            Some(v) => v.clone(),
-            None => {
-                let row = query_opt(
-                    self.t,
-                    "SELECT session_id FROM event_keys WHERE org_id = $1 AND key = $2",
-                    &[&org.0, &client_key],
-                )
-                .await?;
-                let v = row.map(|r| r.get::<_, String>(0));
-                self.keys.insert(key, v.clone());
-                v
-            }
-        };
-        Ok(found.and_then(|s| SessionId::parse(&s)))
     }
 
     async fn load_session(&mut self, org: OrgId, id: SessionId) -> StoreResult<Option<SessionRecord>> {
@@ -535,7 +481,7 @@ impl JourneyTx for PgTx<'_> {
         Ok(())
     }
 
-    async fn insert_event(&mut self, org: OrgId, event: &Event, client_key: Option<&str>) -> StoreResult<()> {
+    async fn insert_event(&mut self, org: OrgId, event: &Event) -> StoreResult<()> {
         let created = event.created_date.unix_millis();
         self.pending_events.push(EventRow {
             org: org.0,
@@ -545,10 +491,6 @@ impl JourneyTx for PgTx<'_> {
             ty: event.event_type.as_str(),
             body: encode_event(event)?,
         });
-        if let Some(key) = client_key {
-            self.keys.insert((org, key.to_string()), Some(event.session.id.clone()));
-            self.pending_keys.push((org, key.to_string(), event.session.id.clone(), created));
-        }
         Ok(())
     }
 
@@ -650,7 +592,6 @@ impl JourneyTx for PgTx<'_> {
         let sid = id.to_string();
         self.pending_sessions.remove(&(org, sid.clone()));
         self.pending_events.retain(|e| !(e.org == org.0 && e.session_id == sid));
-        self.pending_keys.retain(|k| !(k.0 == org && k.2 == sid));
         execute(self.t, "DELETE FROM events WHERE org_id = $1 AND session_id = $2", &[&org.0, &sid]).await?;
         execute(self.t, "DELETE FROM sessions WHERE org_id = $1 AND id = $2", &[&org.0, &sid]).await?;
         Ok(())
@@ -802,8 +743,8 @@ pub(crate) async fn close_idle(
     let idle_ms = idle_before.unix_millis();
     let candidates = query(
         &t,
-        "SELECT org_id, id, customer_id FROM sessions WHERE NOT ended AND type = 'web' AND last_ms < $1
-         ORDER BY last_ms LIMIT $2",
+        "SELECT org_id, id, customer_id FROM sessions WHERE NOT ended AND type = 'web' AND idle_bucket <= $1::int8 / 300000
+           AND last_ms < $1 ORDER BY idle_bucket LIMIT $2",
         &[&idle_ms, &(limit as i64)],
     )
     .await?;

@@ -242,7 +242,9 @@ fn spawn_checkpointer(path: &Path) -> StoreResult<std::sync::mpsc::Sender<()>> {
     conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     let checkpoint = move |mode: &str| -> rusqlite::Result<(i64, i64)> {
-        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })
     };
     std::thread::Builder::new()
         .name("wm-sqlite-ckpt".into())
@@ -254,7 +256,8 @@ fn spawn_checkpointer(path: &Path) -> StoreResult<std::sync::mpsc::Sender<()>> {
                         if let Err(e) = checkpoint("RESTART") {
                             tracing::warn!(error = %e, "sqlite WAL restart failed; retrying");
                         }
-                        metrics::histogram!("waymark_store_wal_restart_seconds").record(started.elapsed().as_secs_f64());
+                        metrics::histogram!("waymark_store_wal_restart_seconds")
+                            .record(started.elapsed().as_secs_f64());
                     }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "sqlite checkpoint failed; retrying"),
@@ -380,6 +383,9 @@ fn run_group(conn: &Connection, cache: &mut StateCache, jobs: Vec<WriteJob>) {
         return;
     }
     let mut pending = Vec::with_capacity(jobs.len());
+    // A group of ingest jobs only (the common case) runs without a savepoint: a savepoint copies every page
+    // the group changes into a statement journal. If it fails, the whole transaction is rolled back instead.
+    let whole_tx = jobs.iter().all(|j| matches!(j, WriteJob::Ingest { .. }));
     // Customer states written in this transaction; they enter the cache only after the commit.
     let mut written: HashMap<CustomerKey, CustomerState> = HashMap::new();
     // Consecutive ingest jobs run as one unit under one savepoint (store errors are rare, and a savepoint per
@@ -389,7 +395,7 @@ fn run_group(conn: &Connection, cache: &mut StateCache, jobs: Vec<WriteJob>) {
         match job {
             WriteJob::Ingest { batch, reply } => run.push((batch, reply)),
             WriteJob::Exec { work, reply } => {
-                apply_ingest_run(conn, cache, &mut written, std::mem::take(&mut run), &mut pending);
+                apply_ingest_run(conn, cache, &mut written, std::mem::take(&mut run), &mut pending, false);
                 let _ = conn.execute_batch("SAVEPOINT job");
                 let result = work(conn, cache);
                 match &result {
@@ -404,7 +410,7 @@ fn run_group(conn: &Connection, cache: &mut StateCache, jobs: Vec<WriteJob>) {
             }
         }
     }
-    apply_ingest_run(conn, cache, &mut written, run, &mut pending);
+    apply_ingest_run(conn, cache, &mut written, run, &mut pending, whole_tx);
     match conn.execute_batch("COMMIT") {
         Ok(()) => {
             for (k, v) in written {
@@ -442,18 +448,11 @@ fn run_group(conn: &Connection, cache: &mut StateCache, jobs: Vec<WriteJob>) {
     }
 }
 
-/// Apply one ingest batch with `states` as the job-local customer states.
-fn apply_batch(
-    conn: &Connection,
-    cache: &StateCache,
-    written: &HashMap<CustomerKey, CustomerState>,
-    states: &mut HashMap<CustomerKey, CustomerState>,
-    batch: &IngestBatch,
-) -> StoreResult<Vec<ItemResult>> {
-    let mut t = tx::SqliteTx { conn, cache, written, job_states: states };
+/// Apply one ingest batch through `t` (its session and customer rows stay buffered in `t`).
+fn apply_batch(t: &mut tx::SqliteTx<'_>, batch: &IngestBatch) -> StoreResult<Vec<ItemResult>> {
     let mut out = Vec::with_capacity(batch.items.len());
     for item in &batch.items {
-        match apply_item(&mut t, batch.org, &batch.config, item).now_or_never() {
+        match apply_item(t, batch.org, &batch.config, item).now_or_never() {
             Some(r) => out.push(r?),
             None => return Err(StoreError::Internal("sqlite journey step did not complete synchronously".into())),
         }
@@ -461,39 +460,66 @@ fn apply_batch(
     Ok(out)
 }
 
-/// Apply consecutive ingest jobs under one savepoint; on a failure, undo them and replay each under its own.
+/// Apply jobs as one unit through one [`tx::SqliteTx`], writing the buffered rows at the end.
+fn apply_unit<'b>(
+    conn: &Connection,
+    cache: &StateCache,
+    written: &HashMap<CustomerKey, CustomerState>,
+    states: &mut HashMap<CustomerKey, CustomerState>,
+    batches: impl Iterator<Item = &'b IngestBatch>,
+) -> StoreResult<Vec<Vec<ItemResult>>> {
+    let mut t = tx::SqliteTx::new(conn, cache, written, states);
+    let mut results = Vec::new();
+    for batch in batches {
+        results.push(apply_batch(&mut t, batch)?);
+    }
+    t.flush()?;
+    Ok(results)
+}
+
+/// Apply consecutive ingest jobs as one unit; on a failure, undo them and replay each under its own
+/// savepoint. The unit runs under a savepoint unless it is the whole transaction (`whole_tx`), which is then
+/// rolled back and begun again to undo it.
 fn apply_ingest_run(
     conn: &Connection,
     cache: &StateCache,
     written: &mut HashMap<CustomerKey, CustomerState>,
     run: Vec<(IngestBatch, oneshot::Sender<StoreResult<Vec<ItemResult>>>)>,
     pending: &mut Vec<Pending>,
+    whole_tx: bool,
 ) {
     if run.is_empty() {
         return;
     }
-    if conn.execute_batch("SAVEPOINT run").is_ok() {
+    let opened = whole_tx || conn.execute_batch("SAVEPOINT run").is_ok();
+    if opened {
         let mut states = HashMap::new();
-        let mut results = Vec::with_capacity(run.len());
-        for (batch, _) in &run {
-            match apply_batch(conn, cache, written, &mut states, batch) {
-                Ok(r) => results.push(r),
-                Err(_) => break,
-            }
-        }
-        if results.len() == run.len() && conn.execute_batch("RELEASE run").is_ok() {
+        if let Ok(results) = apply_unit(conn, cache, written, &mut states, run.iter().map(|(b, _)| b))
+            && (whole_tx || conn.execute_batch("RELEASE run").is_ok())
+        {
             written.extend(states);
             for ((_, reply), r) in run.into_iter().zip(results) {
                 pending.push(Pending::Ingest(reply, Ok(r)));
             }
             return;
         }
-        let _ = conn.execute_batch("ROLLBACK TO run; RELEASE run");
+        let undone = if whole_tx {
+            conn.execute_batch("ROLLBACK").and_then(|_| conn.execute_batch("BEGIN IMMEDIATE"))
+        } else {
+            conn.execute_batch("ROLLBACK TO run; RELEASE run")
+        };
+        if let Err(e) = undone {
+            let msg = format!("cannot undo a failed group: {e}");
+            for (_, reply) in run {
+                let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
+            }
+            return;
+        }
     }
     for (batch, reply) in run {
         let _ = conn.execute_batch("SAVEPOINT job");
         let mut states = HashMap::new();
-        let result = apply_batch(conn, cache, written, &mut states, &batch);
+        let result = apply_unit(conn, cache, written, &mut states, std::iter::once(&batch)).map(|mut r| r.remove(0));
         match &result {
             Ok(_) => {
                 let _ = conn.execute_batch("RELEASE job");

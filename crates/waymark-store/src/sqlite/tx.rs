@@ -1,4 +1,9 @@
 //! Writes of the embedded store, run on the writer thread inside its group transaction.
+//!
+//! [`SqliteTx`] is the [`JourneyTx`] of one run of ingest jobs. Event rows are written at once; session and
+//! customer rows are buffered and written once per key when the run ends ([`SqliteTx::flush`]), so a visitor's
+//! 20 events in one batch rewrite its session and state once, not 20 times. Reads of a buffered session are
+//! served from the buffer; statements that update sessions or customers by contact or customer flush first.
 
 use super::{StateCache, sql_err};
 use crate::ingest::{
@@ -7,7 +12,7 @@ use crate::ingest::{
 use crate::types::*;
 use crate::{Record, RecordKind, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use waymark_domain::Timestamp;
 use waymark_domain::event::Event;
 use waymark_domain::identity::{Identifier, TraitIdentity};
@@ -16,23 +21,105 @@ use waymark_domain::journey::{CustomerState, SessionRules, expire};
 use waymark_domain::session::Session;
 use waymark_domain::web_event::CookieId;
 
+type Key = (OrgId, String);
+
+/// A session row waiting for the end of the run.
+struct PendingSession {
+    customer: Option<CustomerId>,
+    contact: Option<ContactId>,
+    session: Session,
+}
+
 pub(crate) struct SqliteTx<'a> {
-    pub conn: &'a Connection,
-    pub cache: &'a StateCache,
-    /// States written by earlier jobs of this transaction.
-    pub written: &'a HashMap<(OrgId, String), CustomerState>,
-    /// States written by this job.
-    pub job_states: &'a mut HashMap<(OrgId, String), CustomerState>,
+    conn: &'a Connection,
+    cache: &'a StateCache,
+    /// States written by earlier runs of this transaction.
+    written: &'a HashMap<Key, CustomerState>,
+    /// States saved by this run (the writer moves them into `written` when the run is released).
+    states: &'a mut HashMap<Key, CustomerState>,
+    /// Keys of `states` not yet written to the table.
+    dirty_customers: HashSet<Key>,
+    pending_sessions: HashMap<Key, PendingSession>,
 }
 
 fn org_key(org: OrgId) -> String {
     org.to_string()
 }
 
+/// How far a customer's `updated_ms` may lag behind its last activity: the column is indexed for retention,
+/// and moving it on every event would rewrite an index entry per event. Retention allows for the lag.
+pub(crate) const CUSTOMER_UPDATED_SLACK_MS: i64 = 3_600_000;
+
+impl<'a> SqliteTx<'a> {
+    pub(crate) fn new(
+        conn: &'a Connection,
+        cache: &'a StateCache,
+        written: &'a HashMap<Key, CustomerState>,
+        states: &'a mut HashMap<Key, CustomerState>,
+    ) -> Self {
+        SqliteTx { conn, cache, written, states, dirty_customers: HashSet::new(), pending_sessions: HashMap::new() }
+    }
+
+    /// Write the buffered session and customer rows, once per key.
+    pub(crate) fn flush(&mut self) -> StoreResult<()> {
+        for ((org, _), row) in std::mem::take(&mut self.pending_sessions) {
+            let external_key = row.session.conversation.as_ref().map(|c| c.id.clone());
+            upsert_session_row(self.conn, org, row.customer, row.contact, &row.session, external_key.as_deref())?;
+        }
+        for key in std::mem::take(&mut self.dirty_customers) {
+            if let Some(state) = self.states.get(&key) {
+                write_customer(self.conn, key.0, state)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Write a customer's row: the state in place (no index changes), the indexed contact and activity time only
+/// when they changed (activity: by more than [`CUSTOMER_UPDATED_SLACK_MS`]).
+fn write_customer(conn: &Connection, org: OrgId, state: &CustomerState) -> StoreResult<()> {
+    let blob = encode_state(state)?;
+    let o = org_key(org);
+    let updated = state.current.as_ref().map_or(state.created, |c| c.last_at).unix_millis();
+    let contact = state.contact_id.map(|c| c.to_string());
+    let changed = conn
+        .prepare_cached("UPDATE customers SET version = ?3, state = ?4 WHERE org_id = ?1 AND cookie_id = ?2")
+        .map_err(sql_err)?
+        .execute(params![o, state.cookie_id.as_str(), state.version, blob])
+        .map_err(sql_err)?;
+    if changed == 0 {
+        conn.prepare_cached(
+            "INSERT INTO customers (org_id, cookie_id, id, contact_id, created_ms, updated_ms, version, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .map_err(sql_err)?
+        .execute(params![
+            o,
+            state.cookie_id.as_str(),
+            state.customer_id.to_string(),
+            contact,
+            state.created.unix_millis(),
+            updated,
+            state.version,
+            blob
+        ])
+        .map_err(sql_err)?;
+        return Ok(());
+    }
+    conn.prepare_cached(
+        "UPDATE customers SET contact_id = ?3, updated_ms = MAX(updated_ms, ?4)
+         WHERE org_id = ?1 AND cookie_id = ?2 AND (contact_id IS NOT ?3 OR updated_ms < ?4 - ?5)",
+    )
+    .map_err(sql_err)?
+    .execute(params![o, state.cookie_id.as_str(), contact, updated, CUSTOMER_UPDATED_SLACK_MS])
+    .map_err(sql_err)?;
+    Ok(())
+}
+
 impl JourneyTx for SqliteTx<'_> {
     async fn load_customer(&mut self, org: OrgId, cookie: &CookieId) -> StoreResult<Option<CustomerState>> {
         let key = (org, cookie.as_str().to_string());
-        if let Some(s) = self.job_states.get(&key).or_else(|| self.written.get(&key)).or_else(|| self.cache.get(&key)) {
+        if let Some(s) = self.states.get(&key).or_else(|| self.written.get(&key)).or_else(|| self.cache.get(&key)) {
             return Ok(Some(s.clone()));
         }
         let mut stmt = self
@@ -45,43 +132,21 @@ impl JourneyTx for SqliteTx<'_> {
     }
 
     async fn save_customer(&mut self, org: OrgId, state: &CustomerState) -> StoreResult<()> {
-        let blob = encode_state(state)?;
-        let updated = state.current.as_ref().map_or(state.created, |c| c.last_at);
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO customers (org_id, cookie_id, id, contact_id, created_ms, updated_ms, version, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (org_id, cookie_id) DO UPDATE SET contact_id = excluded.contact_id,
-                   updated_ms = MAX(customers.updated_ms, excluded.updated_ms), version = excluded.version, state = excluded.state",
-            )
-            .map_err(sql_err)?;
-        stmt.execute(params![
-            org_key(org),
-            state.cookie_id.as_str(),
-            state.customer_id.to_string(),
-            state.contact_id.map(|c| c.to_string()),
-            state.created.unix_millis(),
-            updated.unix_millis(),
-            state.version,
-            blob
-        ])
-        .map_err(sql_err)?;
-        self.job_states.insert((org, state.cookie_id.as_str().to_string()), state.clone());
+        let key = (org, state.cookie_id.as_str().to_string());
+        self.states.insert(key.clone(), state.clone());
+        self.dirty_customers.insert(key);
         Ok(())
     }
 
-    async fn client_event_session(&mut self, org: OrgId, client_key: &str) -> StoreResult<Option<SessionId>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT session_id FROM event_keys WHERE org_id = ?1 AND key = ?2")
-            .map_err(sql_err)?;
-        let id: Option<String> =
-            stmt.query_row(params![org_key(org), client_key], |r| r.get(0)).optional().map_err(sql_err)?;
-        Ok(id.and_then(|s| SessionId::parse(&s)))
-    }
-
     async fn load_session(&mut self, org: OrgId, id: SessionId) -> StoreResult<Option<SessionRecord>> {
+        if let Some(p) = self.pending_sessions.get(&(org, id.to_string())) {
+            return Ok(Some(SessionRecord {
+                org,
+                customer_id: p.customer,
+                contact_id: p.contact,
+                session: with_contact_ref(p.session.clone(), p.contact),
+            }));
+        }
         super::read::session(self.conn, org, id)
     }
 
@@ -132,6 +197,8 @@ impl JourneyTx for SqliteTx<'_> {
         merged: &[ContactId],
         at: Timestamp,
     ) -> StoreResult<()> {
+        // The updates below select sessions and customers by contact: buffered rows must be in the tables.
+        self.flush()?;
         let Some(mut into) = super::read::contact_exact(self.conn, org, target)? else {
             return Err(StoreError::Corrupt(format!("contact {target} is referenced but missing")));
         };
@@ -162,7 +229,7 @@ impl JourneyTx for SqliteTx<'_> {
                 .map_err(sql_err)?;
             for (cookie, blob) in rows {
                 let key = (org, cookie.clone());
-                let mut st = match self.job_states.get(&key).or_else(|| self.written.get(&key)) {
+                let mut st = match self.states.get(&key).or_else(|| self.written.get(&key)) {
                     Some(s) => s.clone(),
                     None => decode_state(&blob)?,
                 };
@@ -180,7 +247,8 @@ impl JourneyTx for SqliteTx<'_> {
             for key in stale {
                 if let Some(mut st) = self.written.get(&key).cloned() {
                     st.contact_id = Some(target);
-                    self.job_states.insert(key, st);
+                    self.states.insert(key.clone(), st);
+                    self.dirty_customers.insert(key);
                 }
             }
             self.conn
@@ -194,6 +262,7 @@ impl JourneyTx for SqliteTx<'_> {
     }
 
     async fn link_customer(&mut self, org: OrgId, customer: CustomerId, contact: ContactId) -> StoreResult<()> {
+        self.flush()?;
         let o = org_key(org);
         self.conn
             .prepare_cached("UPDATE sessions SET contact_id = ?1 WHERE org_id = ?2 AND customer_id = ?3")
@@ -208,7 +277,7 @@ impl JourneyTx for SqliteTx<'_> {
         Ok(())
     }
 
-    async fn insert_event(&mut self, org: OrgId, event: &Event, client_key: Option<&str>) -> StoreResult<()> {
+    async fn insert_event(&mut self, org: OrgId, event: &Event) -> StoreResult<()> {
         let body = encode_event(event)?;
         let o = org_key(org);
         self.conn
@@ -225,13 +294,6 @@ impl JourneyTx for SqliteTx<'_> {
                 body
             ])
             .map_err(sql_err)?;
-        if let Some(key) = client_key {
-            self.conn
-                .prepare_cached("INSERT INTO event_keys (org_id, key, session_id, created_ms) VALUES (?1, ?2, ?3, ?4)")
-                .map_err(sql_err)?
-                .execute(params![o, key, event.session.id, event.created_date.unix_millis()])
-                .map_err(sql_err)?;
-        }
         Ok(())
     }
 
@@ -242,9 +304,8 @@ impl JourneyTx for SqliteTx<'_> {
         contact: Option<ContactId>,
         s: &Session,
     ) -> StoreResult<()> {
-        // A conversation session is keyed by its conversation id too (unique per organisation).
-        let external_key = s.conversation.as_ref().map(|c| c.id.as_str());
-        upsert_session_row(self.conn, org, customer, contact, s, external_key)
+        self.pending_sessions.insert((org, s.id.clone()), PendingSession { customer, contact, session: s.clone() });
+        Ok(())
     }
 
     async fn load_conversation(
@@ -303,6 +364,7 @@ impl JourneyTx for SqliteTx<'_> {
     }
 
     async fn delete_session(&mut self, org: OrgId, id: SessionId) -> StoreResult<()> {
+        self.flush()?;
         let (o, sid) = (org_key(org), id.to_string());
         self.conn
             .prepare_cached("DELETE FROM events WHERE org_id = ?1 AND session_id = ?2")
@@ -318,6 +380,8 @@ impl JourneyTx for SqliteTx<'_> {
     }
 }
 
+/// Write a session's row: the body and activity in place, the indexed owner and start time only when they
+/// changed. A conversation session is keyed by its conversation id too (`external_key`, unique per organisation).
 pub(crate) fn upsert_session_row(
     conn: &Connection,
     org: OrgId,
@@ -327,26 +391,41 @@ pub(crate) fn upsert_session_row(
     external_key: Option<&str>,
 ) -> StoreResult<()> {
     let body = encode_session(s)?;
-    let last = s.last_activity_date.unwrap_or(s.created_date);
+    let o = org_key(org);
+    let last = s.last_activity_date.unwrap_or(s.created_date).unix_millis();
+    let (customer, contact) = (customer.map(|c| c.to_string()), contact.map(|c| c.to_string()));
+    let changed = conn
+        .prepare_cached("UPDATE sessions SET last_ms = ?3, ended = ?4, body = ?5 WHERE org_id = ?1 AND id = ?2")
+        .map_err(sql_err)?
+        .execute(params![o, s.id, last, s.ended_date.is_some(), body])
+        .map_err(sql_err)?;
+    if changed == 0 {
+        conn.prepare_cached(
+            "INSERT INTO sessions (org_id, id, customer_id, contact_id, type, created_ms, last_ms, ended, external_key, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )
+        .map_err(sql_err)?
+        .execute(params![
+            o,
+            s.id,
+            customer,
+            contact,
+            s.session_type.as_str(),
+            s.created_date.unix_millis(),
+            last,
+            s.ended_date.is_some(),
+            external_key,
+            body
+        ])
+        .map_err(sql_err)?;
+        return Ok(());
+    }
     conn.prepare_cached(
-        "INSERT INTO sessions (org_id, id, customer_id, contact_id, type, created_ms, last_ms, ended, external_key, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-         ON CONFLICT (org_id, id) DO UPDATE SET customer_id = excluded.customer_id, contact_id = excluded.contact_id,
-           created_ms = excluded.created_ms, last_ms = excluded.last_ms, ended = excluded.ended, body = excluded.body",
+        "UPDATE sessions SET customer_id = ?3, contact_id = ?4, created_ms = ?5
+         WHERE org_id = ?1 AND id = ?2 AND (customer_id IS NOT ?3 OR contact_id IS NOT ?4 OR created_ms IS NOT ?5)",
     )
     .map_err(sql_err)?
-    .execute(params![
-        org_key(org),
-        s.id,
-        customer.map(|c| c.to_string()),
-        contact.map(|c| c.to_string()),
-        s.session_type.as_str(),
-        s.created_date.unix_millis(),
-        last.unix_millis(),
-        s.ended_date.is_some(),
-        external_key,
-        body
-    ])
+    .execute(params![o, s.id, customer, contact, s.created_date.unix_millis()])
     .map_err(sql_err)?;
     Ok(())
 }
@@ -437,9 +516,12 @@ pub(crate) fn delete_record(conn: &Connection, kind: RecordKind, org: Option<Org
 pub(crate) fn purge_before(conn: &Connection, cache: &mut StateCache, cutoff: Timestamp) -> StoreResult<PurgeReport> {
     let ms = cutoff.unix_millis();
     let events = conn.execute("DELETE FROM events WHERE created_ms < ?1", [ms]).map_err(sql_err)?;
-    conn.execute("DELETE FROM event_keys WHERE created_ms < ?1", [ms]).map_err(sql_err)?;
-    let sessions = conn.execute("DELETE FROM sessions WHERE last_ms < ?1", [ms]).map_err(sql_err)?;
-    let customers = conn.execute("DELETE FROM customers WHERE updated_ms < ?1", [ms]).map_err(sql_err)?;
+    let sessions =
+        conn.execute("DELETE FROM sessions WHERE created_ms < ?1 AND last_ms < ?1", [ms]).map_err(sql_err)?;
+    // `updated_ms` may lag a customer's last activity by the slack: only customers surely idle since the cutoff.
+    let customers = conn
+        .execute("DELETE FROM customers WHERE updated_ms < ?1", [ms - CUSTOMER_UPDATED_SLACK_MS])
+        .map_err(sql_err)?;
     conn.execute("DELETE FROM conversations WHERE updated_ms < ?1", [ms]).map_err(sql_err)?;
     cache.clear();
     let _ = conn.execute_batch("PRAGMA incremental_vacuum(2000)");
