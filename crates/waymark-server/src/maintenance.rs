@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 pub async fn run_once(state: &AppState) {
     state.limiters.shrink();
-    let _lease = match state.store.job_lease("maintenance").await {
+    let lease = match state.store.job_lease("maintenance").await {
         Ok(Some(lease)) => lease,
         Ok(None) => {
             tracing::debug!("another node runs maintenance now");
@@ -47,4 +47,5 @@ pub async fn run_once(state: &AppState) {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "retention purge failed"),
     }
+    lease.release().await;
 }

@@ -9,40 +9,45 @@ use waymark_store::{ItemResult, RemoteChange, RemoteItem};
 
 /// Publish the sessions and events a committed batch produced.
 pub async fn publish_results(state: &AppState, org: OrgId, results: &[ItemResult]) {
+    publish_owned_results(state, org, results.to_vec()).await
+}
+
+/// [`publish_results`] for results the caller no longer needs: their sessions and events move into the live
+/// messages instead of being copied (the web event path, where this is per event).
+pub async fn publish_owned_results(state: &AppState, org: OrgId, results: Vec<ItemResult>) {
     for r in results {
         match r {
             ItemResult::Web(stored) => {
-                if let Some(closed) = &stored.closed {
-                    state.hub.publish(org, LiveChange::Session(Arc::new(closed.clone())));
+                state.predictions.after_web_event(state, org, &stored).await;
+                let stored = *stored;
+                if let Some(closed) = stored.closed {
+                    state.hub.publish(org, LiveChange::Session(Arc::new(closed)));
                 }
-                let record = Arc::new(stored.session.clone());
-                state
-                    .hub
-                    .publish(org, LiveChange::Event { record: record.clone(), event: Arc::new(stored.event.clone()) });
-                for d in &stored.derived {
-                    state.hub.publish(org, LiveChange::Event { record: record.clone(), event: Arc::new(d.clone()) });
+                let record = Arc::new(stored.session);
+                state.hub.publish(org, LiveChange::Event { record: record.clone(), event: Arc::new(stored.event) });
+                for d in stored.derived {
+                    state.hub.publish(org, LiveChange::Event { record: record.clone(), event: Arc::new(d) });
                 }
                 state.hub.publish(org, LiveChange::Session(record));
-                state.predictions.after_web_event(state, org, stored).await;
             }
             ItemResult::Conversation(stored) => {
-                let record = Arc::new(stored.session.clone());
-                state
-                    .hub
-                    .publish(org, LiveChange::Event { record: record.clone(), event: Arc::new(stored.event.clone()) });
+                let stored = *stored;
+                let record = Arc::new(stored.session);
+                state.hub.publish(org, LiveChange::Event { record: record.clone(), event: Arc::new(stored.event) });
                 state.hub.publish(org, LiveChange::Session(record));
             }
             ItemResult::Pinged { session: Some(s), derived, .. } => {
-                let record = Arc::new(s.clone());
+                let record = Arc::new(s);
                 for d in derived {
-                    state.hub.publish(org, LiveChange::Event { record: record.clone(), event: Arc::new(d.clone()) });
+                    state.hub.publish(org, LiveChange::Event { record: record.clone(), event: Arc::new(d) });
                 }
                 state.hub.publish(org, LiveChange::Session(record));
             }
             ItemResult::Action(stored) => {
-                let record = Arc::new(stored.session.clone());
-                if let Some(e) = &stored.event {
-                    state.hub.publish(org, LiveChange::Event { record: record.clone(), event: Arc::new(e.clone()) });
+                let stored = *stored;
+                let record = Arc::new(stored.session);
+                if let Some(e) = stored.event {
+                    state.hub.publish(org, LiveChange::Event { record: record.clone(), event: Arc::new(e) });
                 }
                 state.hub.publish(org, LiveChange::Session(record));
             }

@@ -4,14 +4,14 @@
 //! answer; the live hub hears about it after the commit.
 
 use crate::error::{ApiError, ApiResult};
-use crate::publish::publish_results;
+use crate::publish::{publish_owned_results, publish_results};
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -260,64 +260,128 @@ async fn ingest_webevents(
         metrics::counter!("waymark_events_ingested_total", "kind" => "web").increment(n as u64);
         results
     };
-    publish_results(state, deployment.org_id, &results).await;
-
+    let org = deployment.org_id;
     let rejected = outcomes.iter().filter(|o| o.is_some()).count();
     metrics::counter!("waymark_events_rejected_total", "kind" => "web").increment(rejected as u64);
+    // The answer is built from the results first; then the results move into the live messages.
     if single {
-        return match (outcomes.pop().flatten(), results.into_iter().next()) {
+        let answer = match (outcomes.pop().flatten(), results.first()) {
             (Some(r), _) => Err(r.into()),
-            (None, Some(ItemResult::Web(stored))) => Ok(axum::Json(web_event_response(&stored)).into_response()),
+            (None, Some(ItemResult::Web(stored))) => Ok(axum::Json(web_event_response(stored)).into_response()),
             (None, Some(ItemResult::Duplicate { session })) => {
-                Ok(axum::Json(json!({"duplicate": true, "session": session.map(|s| s.session)})).into_response())
+                Ok(axum::Json(json!({"duplicate": true, "session": session.as_ref().map(|s| &s.session)}))
+                    .into_response())
             }
-            (None, Some(ItemResult::Rejected(r))) => Err(r.into()),
+            (None, Some(ItemResult::Rejected(r))) => Err(r.clone().into()),
             _ => Err(ApiError::new(ErrorCode::Internal, "the event produced no result")),
         };
+        publish_owned_results(state, org, results).await;
+        return answer;
     }
-    let mut results = results.into_iter();
+    let mut next = results.iter();
     let mut out = Vec::with_capacity(outcomes.len());
     let mut accepted = 0usize;
     for (index, o) in outcomes.into_iter().enumerate() {
-        match o {
-            Some(r) => {
-                out.push(json!({"index": index, "status": r.code.http_status(), "error": ApiError::from(r).to_json()}))
-            }
-            None => match results.next() {
+        let entry = match o {
+            Some(r) => BatchResult::refused(index, r),
+            None => match next.next() {
                 Some(ItemResult::Web(stored)) => {
                     accepted += 1;
-                    out.push(json!({"index": index, "status": 200, "eventId": stored.event.id, "session": session_summary(&stored.session.session)}));
+                    BatchResult {
+                        event_id: Some(&stored.event.id),
+                        session: Some(SessionSummary::of(&stored.session.session)),
+                        ..BatchResult::ok(index)
+                    }
                 }
                 Some(ItemResult::Duplicate { session }) => {
                     accepted += 1;
-                    out.push(json!({"index": index, "status": 200, "duplicate": true, "session": session.map(|s| session_summary(&s.session))}));
+                    BatchResult {
+                        duplicate: true,
+                        session: session.as_ref().map(|s| SessionSummary::of(&s.session)),
+                        ..BatchResult::ok(index)
+                    }
                 }
-                Some(ItemResult::Rejected(r)) => out.push(
-                    json!({"index": index, "status": r.code.http_status(), "error": ApiError::from(r).to_json()}),
-                ),
-                _ => out.push(json!({"index": index, "status": 500})),
+                Some(ItemResult::Rejected(r)) => BatchResult::refused(index, r.clone()),
+                _ => BatchResult { status: 500, ..BatchResult::ok(index) },
             },
-        }
+        };
+        out.push(entry);
     }
     let status = if accepted == 0 { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     let rejected_total = out.len() - accepted;
-    Ok((status, axum::Json(json!({"accepted": accepted, "rejected": rejected_total, "results": out}))).into_response())
+    let body = serde_json::to_vec(&BatchAnswer { accepted, rejected: rejected_total, results: &out })
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("encode the answer: {e}")))?;
+    drop(out);
+    publish_owned_results(state, org, results).await;
+    Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
-/// `WebEventResponseSession`.
-fn session_summary(s: &waymark_domain::session::Session) -> Value {
-    let mut v = json!({
-        "id": s.id,
-        "durationInSeconds": s.duration_in_seconds,
-        "eventCount": s.event_count,
-        "pageviewCount": s.pageview_count.unwrap_or(0),
-        "selfUri": s.self_uri,
-        "createdDate": s.created_date,
-    });
-    if let Some(r) = &s.referrer {
-        v["referrer"] = serde_json::to_value(r).unwrap_or(Value::Null);
+/// The answer to a batch of web events.
+#[derive(Serialize)]
+struct BatchAnswer<'a> {
+    accepted: usize,
+    rejected: usize,
+    results: &'a [BatchResult<'a>],
+}
+
+/// One event's result in a batch answer.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchResult<'a> {
+    index: usize,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    duplicate: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<SessionSummary<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Value>,
+}
+
+impl BatchResult<'_> {
+    fn ok(index: usize) -> Self {
+        BatchResult { index, status: 200, event_id: None, duplicate: false, session: None, error: None }
     }
-    v
+
+    fn refused(index: usize, r: Rejection) -> Self {
+        BatchResult { status: r.code.http_status(), error: Some(ApiError::from(r).to_json()), ..Self::ok(index) }
+    }
+}
+
+/// `WebEventResponseSession`: the session an accepted event joined.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionSummary<'a> {
+    id: &'a str,
+    duration_in_seconds: i64,
+    event_count: i64,
+    pageview_count: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    self_uri: Option<&'a str>,
+    created_date: waymark_domain::Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    referrer: Option<&'a waymark_domain::wire::Referrer>,
+}
+
+impl<'a> SessionSummary<'a> {
+    fn of(s: &'a waymark_domain::session::Session) -> Self {
+        SessionSummary {
+            id: &s.id,
+            duration_in_seconds: s.duration_in_seconds,
+            event_count: s.event_count,
+            pageview_count: s.pageview_count.unwrap_or(0),
+            self_uri: s.self_uri.as_deref(),
+            created_date: s.created_date,
+            referrer: s.referrer.as_ref(),
+        }
+    }
+}
+
+/// `WebEventResponseSession` as JSON.
+fn session_summary(s: &waymark_domain::session::Session) -> Value {
+    serde_json::to_value(SessionSummary::of(s)).unwrap_or(Value::Null)
 }
 
 /// `WebEventResponse` from a stored event and its session.

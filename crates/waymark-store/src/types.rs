@@ -266,26 +266,34 @@ pub enum RemoteItem {
     Event { record: Box<SessionRecord>, event: Box<Event> },
 }
 
-/// Permission to run a background job now (see [`crate::Store::job_lease`]); whatever lock backs it is
-/// released when the lease is dropped.
+/// Permission to run a background job now (see [`crate::Store::job_lease`]). [`JobLease::release`] gives the
+/// lock back at once; a lease dropped without it releases the lock when what backs it is dropped (for
+/// PostgreSQL: when its connection is closed, which another node may see a moment later).
 pub struct JobLease {
-    _guard: Option<Box<dyn Send + Sync>>,
+    release: Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 }
 
 impl JobLease {
     /// A lease that needs no lock (a store with one node).
     pub fn local() -> Self {
-        JobLease { _guard: None }
+        JobLease { release: None }
     }
 
-    /// A lease held by `guard` until dropped.
-    pub fn holding(guard: impl Send + Sync + 'static) -> Self {
-        JobLease { _guard: Some(Box::new(guard)) }
+    /// A lease given back by running `release`, which owns whatever holds the lock.
+    pub fn releasing(release: impl std::future::Future<Output = ()> + Send + 'static) -> Self {
+        JobLease { release: Some(Box::pin(release)) }
+    }
+
+    /// Give the lease back now, so that the next run (on any node) can take it at once.
+    pub async fn release(mut self) {
+        if let Some(release) = self.release.take() {
+            release.await;
+        }
     }
 }
 
 impl std::fmt::Debug for JobLease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self._guard.is_some() { "JobLease(held)" } else { "JobLease(local)" })
+        f.write_str(if self.release.is_some() { "JobLease(held)" } else { "JobLease(local)" })
     }
 }

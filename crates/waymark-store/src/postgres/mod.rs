@@ -526,9 +526,15 @@ impl Store for PgStore {
         if !got {
             return Ok(None);
         }
-        // The lock belongs to this session: take the connection out of the pool and keep it in the lease;
-        // dropping the lease closes it, which releases the lock (also if this node dies).
-        Ok(Some(JobLease::holding(deadpool_postgres::Object::take(client))))
+        // The lock belongs to this session: take the connection out of the pool and keep it in the lease.
+        // Releasing the lease unlocks; dropping it closes the connection, which releases the lock too (also
+        // if this node dies).
+        let client = deadpool_postgres::Object::take(client);
+        Ok(Some(JobLease::releasing(async move {
+            if let Err(e) = client.execute("SELECT pg_advisory_unlock(hashtext($1))", &[&key]).await {
+                tracing::debug!(error = %e, "releasing a job lease failed; closing its connection releases it");
+            }
+        })))
     }
 
     fn remote_changes(&self) -> Option<broadcast::Receiver<Arc<RemoteChange>>> {

@@ -223,6 +223,10 @@ async fn a_job_lease_is_held_by_one_node_until_dropped() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(got.is_some(), "released when the holder drops its lease");
+    // Released explicitly, the lease is free at once (maintenance runs back to back must not skip).
+    got.unwrap().release().await;
+    let again = a.job_lease("training").await.unwrap();
+    assert!(again.is_some(), "free right after release");
     // The embedded store has one node: it always grants.
     let dir = tempfile::tempdir().unwrap();
     let s = SqliteStore::open(SqliteConfig::new(dir.path().join("w.db"))).unwrap();
