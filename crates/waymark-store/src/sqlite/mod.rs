@@ -23,6 +23,7 @@ use rusqlite::{Connection, OpenFlags, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use waymark_domain::Timestamp;
@@ -175,7 +176,8 @@ impl SqliteStore {
         // writer's commits; the WAL file is truncated back to this size after it was reset.
         conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(sql_err)?;
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024).map_err(sql_err)?;
-        let checkpointer = spawn_checkpointer(&config.path)?;
+        let restart_wal = Arc::new(AtomicBool::new(false));
+        let checkpointer = spawn_checkpointer(&config.path, restart_wal.clone())?;
 
         let readers = Arc::new(ReaderPool { path: config.path.clone(), idle: Mutex::new(Vec::new()) });
         for _ in 0..config.readers {
@@ -187,7 +189,7 @@ impl SqliteStore {
         let cache_cap = config.cache_customers.max(16);
         let writer = std::thread::Builder::new()
             .name("wm-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, max_jobs, cache_cap))
+            .spawn(move || writer_loop(conn, rx, max_jobs, cache_cap, &restart_wal))
             .map_err(|e| StoreError::Internal(format!("spawn writer: {e}")))?;
         Ok(SqliteStore { tx, readers, writer: Mutex::new(Some(writer)), _checkpointer: checkpointer })
     }
@@ -233,41 +235,37 @@ const WAL_RESTART_FRAMES: i64 = 16 * 1024;
 /// A PASSIVE checkpoint never blocks the writer or readers, but under a continuous stream of commits it never
 /// catches up with the end of the WAL, so the WAL would never start over: it would grow without bound, and every
 /// commit would extend the file (the kernel zeroes each new page) and lengthen the WAL index searched by reads.
-/// So once the WAL holds [`WAL_RESTART_FRAMES`] and the passive pass has copied most of it, a RESTART checkpoint
-/// takes the write lock between two group commits, copies the few remaining frames and makes the next commit
-/// write from the start of the file again.
-fn spawn_checkpointer(path: &Path) -> StoreResult<std::sync::mpsc::Sender<()>> {
+/// So once the WAL holds [`WAL_RESTART_FRAMES`] and the passive pass has copied most of it, this thread sets
+/// `restart_wal`; the writer then runs a RESTART checkpoint itself between two groups (it holds no lock then,
+/// so nothing waits in a busy loop), which copies the few remaining frames and makes the next commit write
+/// from the start of the file again.
+fn spawn_checkpointer(path: &Path, restart_wal: Arc<AtomicBool>) -> StoreResult<std::sync::mpsc::Sender<()>> {
     let conn = Connection::open(path)
         .map_err(|e| StoreError::Unavailable(format!("cannot open {} for checkpoints: {e}", path.display())))?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
-    let checkpoint = move |mode: &str| -> rusqlite::Result<(i64, i64)> {
-        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
-            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-        })
-    };
     std::thread::Builder::new()
         .name("wm-sqlite-ckpt".into())
         .spawn(move || {
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
-                match checkpoint("PASSIVE") {
+                match wal_checkpoint(&conn, "PASSIVE") {
                     Ok((log, copied)) if log >= WAL_RESTART_FRAMES && log - copied < WAL_RESTART_FRAMES / 4 => {
-                        let started = Instant::now();
-                        if let Err(e) = checkpoint("RESTART") {
-                            tracing::warn!(error = %e, "sqlite WAL restart failed; retrying");
-                        }
-                        metrics::histogram!("waymark_store_wal_restart_seconds")
-                            .record(started.elapsed().as_secs_f64());
+                        restart_wal.store(true, Ordering::Relaxed);
                     }
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "sqlite checkpoint failed; retrying"),
                 }
             }
             // A last full copy so that a clean shutdown leaves a small WAL.
-            let _ = checkpoint("PASSIVE");
+            let _ = wal_checkpoint(&conn, "PASSIVE");
         })
         .map_err(|e| StoreError::Internal(format!("spawn checkpointer: {e}")))?;
     Ok(stop)
+}
+
+/// Run `PRAGMA wal_checkpoint(mode)`; returns the WAL's frames and how many of them are copied.
+fn wal_checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64)> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
 }
 
 fn migrate(conn: &Connection, migrations: &[Migration]) -> StoreResult<()> {
@@ -347,7 +345,13 @@ impl StateCache {
     }
 }
 
-fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>, max_jobs: usize, cache_cap: usize) {
+fn writer_loop(
+    conn: Connection,
+    mut rx: mpsc::Receiver<WriteJob>,
+    max_jobs: usize,
+    cache_cap: usize,
+    restart_wal: &AtomicBool,
+) {
     let mut cache = StateCache { map: HashMap::new(), cap: cache_cap };
     let mut jobs: Vec<WriteJob> = Vec::with_capacity(max_jobs);
     while let Some(first) = rx.blocking_recv() {
@@ -364,6 +368,13 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<WriteJob>, max_jobs: usi
         metrics::histogram!("waymark_store_commit_seconds", "backend" => "sqlite")
             .record(started.elapsed().as_secs_f64());
         metrics::histogram!("waymark_store_commit_jobs", "backend" => "sqlite").record(n as f64);
+        if restart_wal.swap(false, Ordering::Relaxed) {
+            let started = Instant::now();
+            if let Err(e) = wal_checkpoint(&conn, "RESTART") {
+                tracing::warn!(error = %e, "sqlite WAL restart failed; the checkpoint thread asks again");
+            }
+            metrics::histogram!("waymark_store_wal_restart_seconds").record(started.elapsed().as_secs_f64());
+        }
     }
     tracing::debug!("sqlite writer stopped");
 }
