@@ -1,11 +1,34 @@
 //! Background maintenance, run periodically by the server's one maintenance task: close web sessions that
-//! timed out (so they show as ended and models can learn from them), purge data past retention, and trim
-//! rate-limiter state. With several nodes on one database, the store's job lease makes one node do the
+//! timed out (so they show as ended and models can learn from them), purge data past retention, delete access
+//! tokens long expired (sign-in sessions and OAuth tokens would pile up otherwise), and trim rate-limiter
+//! state. With several nodes on one database, the store's job lease makes one node do the
 //! store's part per run.
 
+use crate::accounts::Token;
 use crate::live::LiveChange;
 use crate::state::AppState;
 use std::sync::Arc;
+use waymark_domain::Timestamp;
+use waymark_store::{RecordKind, StoreResult};
+
+/// How long an expired token's record is kept (it still shows as expired in token listings meanwhile).
+pub const EXPIRED_TOKEN_KEPT_SECS: i64 = 86_400;
+
+/// Delete the records of tokens that expired more than [`EXPIRED_TOKEN_KEPT_SECS`] before `now`; returns how
+/// many. An expired token is refused whether its record exists or not.
+pub async fn purge_expired_tokens(state: &AppState, now: Timestamp) -> StoreResult<usize> {
+    let cutoff = now.minus_secs(EXPIRED_TOKEN_KEPT_SECS);
+    let mut purged = 0;
+    for r in state.store.list_records(RecordKind::Token, None).await? {
+        let Ok(token) = r.decode::<Token>() else { continue };
+        if token.expires.is_some_and(|e| e < cutoff)
+            && state.store.delete_record(RecordKind::Token, Some(token.org), &r.id).await?
+        {
+            purged += 1;
+        }
+    }
+    Ok(purged)
+}
 
 pub async fn run_once(state: &AppState) {
     state.limiters.shrink();
@@ -46,6 +69,11 @@ pub async fn run_once(state: &AppState) {
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "retention purge failed"),
+    }
+    match purge_expired_tokens(state, now).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(tokens = n, "deleted long-expired access tokens"),
+        Err(e) => tracing::warn!(error = %e, "purging expired tokens failed"),
     }
     lease.release().await;
 }

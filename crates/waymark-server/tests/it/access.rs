@@ -18,7 +18,8 @@ crate::store_tests!(
     password_sign_in_sets_a_strict_cookie_and_is_throttled,
     oauth_errors_follow_rfc_6749,
     admin_resources_round_trip,
-    no_secret_is_ever_logged
+    no_secret_is_ever_logged,
+    long_expired_tokens_are_deleted_by_maintenance
 );
 
 async fn send(t: &TestServer, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
@@ -648,4 +649,29 @@ async fn no_secret_is_ever_logged(b: Backend) {
         assert!(secret_part.len() >= 20, "{what}: {secret_part:?} is too short to search for");
         assert!(!text.contains(secret_part), "the {what} appears in the logs");
     }
+}
+
+async fn long_expired_tokens_are_deleted_by_maintenance(b: Backend) {
+    use waymark_store::RecordKind;
+    let t = TestServer::start(b).await;
+    let admin = t.get("/api/v2/users/me").await.1;
+    let user = waymark_domain::ids::UserId::parse(admin["id"].as_str().unwrap()).unwrap();
+    let now = t.now();
+    let store = t.state.store.as_ref();
+    let (old, _) =
+        issue_token(store, t.org, user, TokenKind::Session, Some(now.plus_secs(60)), "sign-in", now).await.unwrap();
+    let (lasting, _) = issue_token(store, t.org, user, TokenKind::Api, None, "ci", now).await.unwrap();
+    let ids = |list: Vec<waymark_store::Record>| list.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    // Expired, but within the day it is kept: still listed.
+    t.clock.advance_secs(3600);
+    waymark_server::maintenance::run_once(&t.state).await;
+    let kept = ids(store.list_records(RecordKind::Token, Some(t.org)).await.unwrap());
+    assert!(kept.contains(&old.id) && kept.contains(&lasting.id), "{kept:?}");
+    // A day after expiry it is gone; tokens without expiry stay.
+    t.clock.advance_secs(waymark_server::maintenance::EXPIRED_TOKEN_KEPT_SECS);
+    waymark_server::maintenance::run_once(&t.state).await;
+    let left = ids(store.list_records(RecordKind::Token, Some(t.org)).await.unwrap());
+    assert!(!left.contains(&old.id), "{left:?}");
+    assert!(left.contains(&lasting.id), "{left:?}");
+    t.stop().await;
 }
