@@ -4,9 +4,12 @@
 use crate::auth::guards::{ContactSessionView, ContactView, EventView, SessionView};
 use crate::auth::{Authorized, Caller};
 use crate::error::{ApiError, ApiResult};
+use crate::journey_wire::{SessionContext, Visibility, write_event, write_listing, write_session};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
@@ -18,7 +21,7 @@ use waymark_domain::permission::Permission;
 use waymark_domain::session::Session;
 use waymark_domain::web_event::CookieId;
 use waymark_domain::{ErrorCode, Timestamp};
-use waymark_store::{Contact, ContactQuery, EventPage, SessionPage, SessionRecord};
+use waymark_store::{Contact, ContactQuery, EventPage, SessionPage, SessionRecord, StoredSessionJson};
 
 /// Query parameters as a list of pairs; list values may be repeated or comma-joined.
 pub struct QueryParams(Vec<(String, String)>);
@@ -157,9 +160,49 @@ pub async fn get_session_events(
     State(state): State<AppState>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let q = QueryParams::parse(q);
-    let rec = visible_session(&state, &auth, &id).await?;
+    let page = match event_page(&q) {
+        Ok(page) => page,
+        // A session the caller may not see answers 404 before its query is judged.
+        Err(e) => {
+            visible_session(&state, &auth, &id).await?;
+            return Err(e);
+        }
+    };
+    let sid = SessionId::parse(&id).ok_or_else(|| ApiError::not_found("session"))?;
+    let page_size = page.limit - 1;
+    let (rec, events) = state
+        .store
+        .session_with_events_json(auth.org, sid, &page)
+        .await?
+        .ok_or_else(|| ApiError::not_found("session"))?;
+    if !auth.sees_divisions(&rec.session.division_ids) {
+        return Err(ApiError::not_found("session"));
+    }
+    let base = format!("/api/v2/journey/sessions/{id}/events");
+    let type_q: String = page.types.iter().map(|t| format!("&eventType={}", t.as_str())).collect();
+    let next = (events.len() > page_size).then(|| events.get(page_size - 1)).flatten().map(|last| {
+        let cursor = encode_cursor(Timestamp::from_unix_millis(last.created_ms), &last.id);
+        format!("{base}?pageSize={page_size}{type_q}&after={cursor}")
+    });
+    let shown = &events[..events.len().min(page_size)];
+    let ctx = SessionContext::of(&rec.session)?;
+    let vis = Visibility::of(&auth);
+    let capacity = 256 + shown.iter().map(|e| e.body.len() + 2).sum::<usize>() + shown.len() * ctx.len();
+    let body = write_listing(
+        capacity,
+        shown,
+        |out, e| write_event(out, &vis, &ctx, e),
+        next.as_deref(),
+        &format!("{base}?pageSize={page_size}{type_q}"),
+    )?;
+    Ok(json_response(body))
+}
+
+/// `pageSize` (1–200, default 100), `eventType` and `after` of a session's events; the page asks for one more
+/// event than `pageSize` (whether there is a next page).
+fn event_page(q: &QueryParams) -> ApiResult<EventPage> {
     let page_size = q.page_size(100)?;
     let mut types = Vec::new();
     for t in q.list("eventType") {
@@ -171,58 +214,44 @@ pub async fn get_session_events(
         })?);
     }
     let after = q.get("after").map(decode_cursor).transpose()?;
-    let sid = SessionId::parse(&id).ok_or_else(|| ApiError::not_found("session"))?;
-    let events = state
-        .store
-        .session_events(auth.org, sid, &EventPage { after, limit: page_size + 1, types: types.clone() })
-        .await?;
-    let more = events.len() > page_size;
-    let entities: Vec<Event> = events
-        .iter()
-        .take(page_size)
-        .filter(|e| event_visible(&auth, e))
-        .map(|e| event_view(&auth, e, &rec.session))
-        .collect();
-    let base = format!("/api/v2/journey/sessions/{id}/events");
-    let type_q: String = types.iter().map(|t| format!("&eventType={}", t.as_str())).collect();
-    let mut body = json!({"entities": entities, "selfUri": format!("{base}?pageSize={page_size}{type_q}")});
-    if more && let Some(last) = events.get(page_size - 1) {
-        body["nextUri"] =
-            json!(format!("{base}?pageSize={page_size}{type_q}&after={}", encode_cursor(last.created_date, &last.id)));
-    }
-    Ok(Json(body))
+    Ok(EventPage { after, limit: page_size + 1, types })
+}
+
+/// A JSON response written by [`crate::journey_wire`].
+fn json_response(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
 fn window_start(state: &AppState) -> Timestamp {
     state.clock.now().minus_secs(state.config.retention_days * 86_400)
 }
 
-async fn session_listing(
-    state: &AppState,
-    caller: &Caller,
-    base: String,
-    q: &QueryParams,
-    fetch: impl AsyncFnOnce(SessionPage) -> ApiResult<Vec<SessionRecord>>,
-) -> ApiResult<Json<Value>> {
+/// `pageSize` (1–200, default 25) and `after` of a session listing; the page asks for one more session than
+/// `pageSize` (whether there is a next page).
+fn session_page(state: &AppState, q: &QueryParams) -> ApiResult<SessionPage> {
     let page_size = q.page_size(25)?;
     let before = q.get("after").map(decode_cursor).transpose()?;
-    let page = SessionPage { since: window_start(state), before, limit: page_size + 1 };
-    let rows = fetch(page).await?;
-    let more = rows.len() > page_size;
-    let entities: Vec<Session> = rows
-        .iter()
-        .take(page_size)
-        .filter(|r| caller.sees_divisions(&r.session.division_ids))
-        .map(|r| session_view(caller, &r.session))
-        .collect();
-    let mut body = json!({"entities": entities, "selfUri": format!("{base}?pageSize={page_size}")});
-    if more && let Some(last) = rows.get(page_size - 1) {
-        body["nextUri"] = json!(format!(
-            "{base}?pageSize={page_size}&after={}",
-            encode_cursor(last.session.created_date, &last.session.id)
-        ));
-    }
-    Ok(Json(body))
+    Ok(SessionPage { since: window_start(state), before, limit: page_size + 1 })
+}
+
+/// A `SessionListing` of `rows` (fetched with `page`) as `caller` may see it.
+fn session_listing(caller: &Caller, base: &str, page: &SessionPage, rows: &[StoredSessionJson]) -> ApiResult<Response> {
+    let page_size = page.limit - 1;
+    let next = (rows.len() > page_size).then(|| rows.get(page_size - 1)).flatten().map(|last| {
+        let cursor = encode_cursor(Timestamp::from_unix_millis(last.created_ms), &last.id);
+        format!("{base}?pageSize={page_size}&after={cursor}")
+    });
+    let shown = &rows[..rows.len().min(page_size)];
+    let vis = Visibility::of(caller);
+    let capacity = 256 + shown.iter().map(|s| s.body.len() + 128).sum::<usize>();
+    let body = write_listing(
+        capacity,
+        shown,
+        |out, s| write_session(out, &vis, s),
+        next.as_deref(),
+        &format!("{base}?pageSize={page_size}"),
+    )?;
+    Ok(json_response(body))
 }
 
 /// `GET /api/v2/externalcontacts/contacts/{contactId}/journey/sessions`: newest first, last 60 days.
@@ -240,21 +269,21 @@ pub async fn get_contact_sessions(
     State(state): State<AppState>,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let q = QueryParams::parse(q);
     let cid = ContactId::parse(&id).ok_or_else(|| ApiError::not_found("contact"))?;
-    // Follow merges: a merged contact's sessions now live under the survivor.
-    let contact = state.store.get_contact(auth.org, cid).await?.ok_or_else(|| ApiError::not_found("contact"))?;
-    let store = state.store.clone();
-    let org = auth.org;
-    session_listing(
-        &state,
-        &auth,
-        format!("/api/v2/externalcontacts/contacts/{id}/journey/sessions"),
-        &q,
-        async move |page| Ok(store.contact_sessions(org, contact.id, &page).await?),
-    )
-    .await
+    let page = match session_page(&state, &q) {
+        Ok(page) => page,
+        // An unknown contact answers 404 before the query is judged.
+        Err(e) => {
+            state.store.get_contact(auth.org, cid).await?.ok_or_else(|| ApiError::not_found("contact"))?;
+            return Err(e);
+        }
+    };
+    // Follows merges: a merged contact's sessions now live under the survivor.
+    let rows =
+        state.store.contact_sessions_json(auth.org, cid, &page).await?.ok_or_else(|| ApiError::not_found("contact"))?;
+    session_listing(&auth, &format!("/api/v2/externalcontacts/contacts/{id}/journey/sessions"), &page, &rows)
 }
 
 /// `GET /api/v2/journey/customers/cookie/{cookieId}/sessions` (the removed Genesys path, kept for lookups by
@@ -271,22 +300,15 @@ pub async fn get_customer_sessions(
     State(state): State<AppState>,
     Path((id_type, cookie)): Path<(String, String)>,
     RawQuery(q): RawQuery,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     if id_type != "cookie" {
         return Err(ApiError::new(ErrorCode::InvalidField, "customerIdType must be 'cookie'"));
     }
     let q = QueryParams::parse(q);
     let cookie = CookieId::parse(&cookie).map_err(|_| ApiError::not_found("customer"))?;
-    let store = state.store.clone();
-    let org = auth.org;
-    session_listing(
-        &state,
-        &auth,
-        format!("/api/v2/journey/customers/cookie/{}/sessions", cookie.as_str()),
-        &q,
-        async move |page| Ok(store.customer_sessions(org, &cookie, &page).await?),
-    )
-    .await
+    let page = session_page(&state, &q)?;
+    let rows = state.store.customer_sessions_json(auth.org, &cookie, &page).await?;
+    session_listing(&auth, &format!("/api/v2/journey/customers/cookie/{}/sessions", cookie.as_str()), &page, &rows)
 }
 
 /// An external contact in (simplified) Genesys `ExternalContact` shape.

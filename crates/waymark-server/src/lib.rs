@@ -1,7 +1,8 @@
 //! Waymark's HTTP server.
 //!
 //! - [`tracking`]: public ingestion (web events, pings), keyed by deployment and origin.
-//! - [`journey_api`]: the Genesys-compatible Journey read API, behind [`auth::Authorized`] guards.
+//! - [`journey_api`]: the Genesys-compatible Journey read API, behind [`auth::Authorized`] guards; its listings
+//!   are written from the stored JSON by [`journey_wire`].
 //! - [`conversation_api`]: conversation lifecycle ingestion from the contact center; [`routing_api`]: queues,
 //!   wrap-up codes and users.
 //! - [`live_api`] and [`live`]: server push of journey changes to agents.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod conversation_api;
 pub mod error;
 pub mod journey_api;
+pub mod journey_wire;
 pub mod live;
 pub mod live_api;
 pub mod maintenance;

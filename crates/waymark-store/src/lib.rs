@@ -45,10 +45,42 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The journey reads behind the read API's listings, handing back rows' JSON bodies as stored so that the API
+/// writes them into its responses without decoding and re-encoding them (`waymark-server`'s `journey_wire`).
+/// Same queries, order, paging and organisation scoping as the typed reads of [`Store`].
+#[async_trait]
+pub trait JourneyReads: Send + Sync {
+    /// A session and a page of its events in time order from after the cursor, in one read; `None` when the
+    /// organisation has no such session.
+    async fn session_with_events_json(
+        &self,
+        org: OrgId,
+        session: SessionId,
+        page: &EventPage,
+    ) -> StoreResult<Option<(SessionRecord, Vec<StoredEventJson>)>>;
+
+    /// A contact's sessions, newest first, following merges to the surviving contact, in one read; `None`
+    /// when the organisation has no such contact.
+    async fn contact_sessions_json(
+        &self,
+        org: OrgId,
+        contact: ContactId,
+        page: &SessionPage,
+    ) -> StoreResult<Option<Vec<StoredSessionJson>>>;
+
+    /// A customer's (cookie id's) sessions, newest first.
+    async fn customer_sessions_json(
+        &self,
+        org: OrgId,
+        cookie: &CookieId,
+        page: &SessionPage,
+    ) -> StoreResult<Vec<StoredSessionJson>>;
+}
+
 /// The storage contract every backend fulfils. All methods are scoped by organisation where data belongs to
 /// one; nothing ever crosses organisations.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: JourneyReads + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 

@@ -226,6 +226,27 @@ pub struct EventPage {
     pub types: Vec<EventType>,
 }
 
+/// A session row's JSON body exactly as stored (the wire `Session`; its `externalContact` is whatever was stored,
+/// the contact column is the truth) with the keys that order it. See [`crate::JourneyReads`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSessionJson {
+    pub contact_id: Option<ContactId>,
+    pub created_ms: i64,
+    pub id: String,
+    pub body: String,
+}
+
+/// An event row's JSON body exactly as stored (the wire `Event`, web events without the session-wide context)
+/// with its type and the keys that order it. See [`crate::JourneyReads`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEventJson {
+    /// `Event.eventType` (the `type` column).
+    pub event_type: String,
+    pub created_ms: i64,
+    pub id: String,
+    pub body: String,
+}
+
 /// Cursor paging over sessions (newest first).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionPage {

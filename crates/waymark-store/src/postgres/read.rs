@@ -6,7 +6,8 @@
 use super::pg_err;
 use crate::ingest::{decode_event, decode_session, with_contact_ref};
 use crate::types::*;
-use crate::{Record, RecordKind, StoreError, StoreResult};
+use crate::{JourneyReads, Record, RecordKind, StoreError, StoreResult};
+use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -15,6 +16,38 @@ use waymark_domain::Timestamp;
 use waymark_domain::event::Event;
 use waymark_domain::ids::{ContactId, CustomerId, OrgId, SessionId};
 use waymark_domain::web_event::CookieId;
+
+#[async_trait]
+impl JourneyReads for super::PgStore {
+    async fn session_with_events_json(
+        &self,
+        org: OrgId,
+        id: SessionId,
+        page: &EventPage,
+    ) -> StoreResult<Option<(SessionRecord, Vec<StoredEventJson>)>> {
+        let c = self.client().await?;
+        let Some(s) = session(&c, org, &id.to_string()).await? else { return Ok(None) };
+        Ok(Some((s, session_events_json(&c, org, id, page).await?)))
+    }
+
+    async fn contact_sessions_json(
+        &self,
+        org: OrgId,
+        contact: ContactId,
+        page: &SessionPage,
+    ) -> StoreResult<Option<Vec<StoredSessionJson>>> {
+        contact_sessions_json(&self.client().await?, org, contact, page).await
+    }
+
+    async fn customer_sessions_json(
+        &self,
+        org: OrgId,
+        cookie: &CookieId,
+        page: &SessionPage,
+    ) -> StoreResult<Vec<StoredSessionJson>> {
+        customer_sessions_json(&self.client().await?, org, cookie, page).await
+    }
+}
 
 pub(crate) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
@@ -63,6 +96,16 @@ pub(crate) async fn session_events<C: GenericClient>(
     session: SessionId,
     page: &EventPage,
 ) -> StoreResult<Vec<Event>> {
+    session_events_json(c, org, session, page).await?.iter().map(|e| decode_event(&e.body)).collect()
+}
+
+/// A page of a session's events as stored.
+pub(crate) async fn session_events_json<C: GenericClient>(
+    c: &C,
+    org: OrgId,
+    session: SessionId,
+    page: &EventPage,
+) -> StoreResult<Vec<StoredEventJson>> {
     let (mut after_ms, mut after_id) = match &page.after {
         Some((t, id)) => (t.unix_millis(), id.clone()),
         None => (i64::MIN, String::new()),
@@ -76,19 +119,19 @@ pub(crate) async fn session_events<C: GenericClient>(
         let chunk = if types.is_empty() { limit } else { limit.max(200) };
         let rows = query(
             c,
-            "SELECT type, body FROM events WHERE org_id = $1 AND session_id = $2 AND (created_ms, id) > ($3, $4)
+            "SELECT type, created_ms, id, body FROM events
+             WHERE org_id = $1 AND session_id = $2 AND (created_ms, id) > ($3, $4)
              ORDER BY created_ms, id LIMIT $5",
             &[&org.0, &sid, &after_ms, &after_id, &chunk],
         )
         .await?;
         let n = rows.len() as i64;
         for r in rows {
-            let ty: &str = r.get(0);
-            let ev = decode_event(r.get(1))?;
-            after_ms = ev.created_date.unix_millis();
-            after_id = ev.id.clone();
-            if types.is_empty() || types.contains(&ty) {
-                out.push(ev);
+            let e = StoredEventJson { event_type: r.get(0), created_ms: r.get(1), id: r.get(2), body: r.get(3) };
+            after_ms = e.created_ms;
+            after_id = e.id.clone();
+            if types.is_empty() || types.contains(&e.event_type.as_str()) {
+                out.push(e);
                 if out.len() as i64 >= limit {
                     return Ok(out);
                 }
@@ -125,6 +168,65 @@ pub(crate) async fn contact_sessions<C: GenericClient>(
     )
     .await?;
     rows.iter().map(|r| session_from_row(org, r)).collect()
+}
+
+fn stored_session(r: &Row) -> StoredSessionJson {
+    StoredSessionJson {
+        contact_id: r.get::<_, Option<Uuid>>(0).map(ContactId),
+        created_ms: r.get(1),
+        id: r.get(2),
+        body: r.get(3),
+    }
+}
+
+/// A contact's sessions as stored, following merges; `None` when there is no such contact.
+pub(crate) async fn contact_sessions_json<C: GenericClient>(
+    c: &C,
+    org: OrgId,
+    contact: ContactId,
+    page: &SessionPage,
+) -> StoreResult<Option<Vec<StoredSessionJson>>> {
+    let Some(contact) = surviving_contact(c, org, contact).await? else { return Ok(None) };
+    let (before_ms, before_id) = before(page);
+    let since = page.since.unix_millis();
+    let limit = page.limit.clamp(1, 1000) as i64;
+    let rows = query(
+        c,
+        "SELECT contact_id, created_ms, id, body FROM sessions
+         WHERE org_id = $1 AND contact_id = $2 AND (created_ms, id) < ($3, $4) AND last_ms >= $5
+         ORDER BY created_ms DESC, id DESC LIMIT $6",
+        &[&org.0, &contact.0, &before_ms, &before_id, &since, &limit],
+    )
+    .await?;
+    Ok(Some(rows.iter().map(stored_session).collect()))
+}
+
+/// A customer's sessions as stored.
+pub(crate) async fn customer_sessions_json<C: GenericClient>(
+    c: &C,
+    org: OrgId,
+    cookie: &CookieId,
+    page: &SessionPage,
+) -> StoreResult<Vec<StoredSessionJson>> {
+    let row = query_opt(
+        c,
+        "SELECT id FROM customers WHERE org_id = $1 AND cookie_id = $2 AND state IS NOT NULL",
+        &[&org.0, &cookie.as_str()],
+    )
+    .await?;
+    let Some(customer) = row.and_then(|r| r.get::<_, Option<Uuid>>(0)) else { return Ok(Vec::new()) };
+    let (before_ms, before_id) = before(page);
+    let since = page.since.unix_millis();
+    let limit = page.limit.clamp(1, 1000) as i64;
+    let rows = query(
+        c,
+        "SELECT contact_id, created_ms, id, body FROM sessions
+         WHERE org_id = $1 AND customer_id = $2 AND (created_ms, id) < ($3, $4) AND last_ms >= $5
+         ORDER BY created_ms DESC, id DESC LIMIT $6",
+        &[&org.0, &customer, &before_ms, &before_id, &since, &limit],
+    )
+    .await?;
+    Ok(rows.iter().map(stored_session).collect())
 }
 
 pub(crate) async fn customer_sessions<C: GenericClient>(
@@ -181,8 +283,9 @@ pub(crate) async fn contact_exact<C: GenericClient>(c: &C, org: OrgId, id: Conta
         .transpose()
 }
 
-/// A contact, following merges to the survivor, with its cookie ids.
-pub(crate) async fn contact<C: GenericClient>(c: &C, org: OrgId, id: ContactId) -> StoreResult<Option<Contact>> {
+/// The contact `id` was merged into (through any chain of merges), `id` itself when it was not merged, `None`
+/// when there is no such contact.
+async fn surviving_contact<C: GenericClient>(c: &C, org: OrgId, id: ContactId) -> StoreResult<Option<ContactId>> {
     let mut current = id;
     for _ in 0..16 {
         let row = query_opt(c, "SELECT merged_into FROM contacts WHERE org_id = $1 AND id = $2", &[&org.0, &current.0])
@@ -193,6 +296,12 @@ pub(crate) async fn contact<C: GenericClient>(c: &C, org: OrgId, id: ContactId) 
             Some(None) => break,
         }
     }
+    Ok(Some(current))
+}
+
+/// A contact, following merges to the survivor, with its cookie ids.
+pub(crate) async fn contact<C: GenericClient>(c: &C, org: OrgId, id: ContactId) -> StoreResult<Option<Contact>> {
+    let Some(current) = surviving_contact(c, org, id).await? else { return Ok(None) };
     let Some(mut contact) = contact_exact(c, org, current).await? else { return Ok(None) };
     let rows = query(
         c,

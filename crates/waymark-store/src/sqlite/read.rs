@@ -4,12 +4,82 @@
 use super::sql_err;
 use crate::ingest::{decode_event, decode_session, with_contact_ref};
 use crate::types::*;
-use crate::{Record, RecordKind, StoreError, StoreResult};
+use crate::{JourneyReads, Record, RecordKind, StoreError, StoreResult};
+use async_trait::async_trait;
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use waymark_domain::Timestamp;
 use waymark_domain::event::Event;
 use waymark_domain::ids::{ContactId, CustomerId, OrgId, SessionId};
 use waymark_domain::web_event::CookieId;
+
+/// Journey reads running at once (process-wide). The machine's cores gain nothing from more, and with more the
+/// reader pool opens connections beyond the ones it keeps, each with a cold page cache and statements to
+/// prepare again.
+static JOURNEY_READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+
+/// Bytes of the database file a journey read maps into memory instead of copying each page with `pread`
+/// (SQLite caps it at its `SQLITE_MAX_MMAP_SIZE`, 2 GiB by default).
+const READ_MMAP_BYTES: i64 = 1 << 40;
+
+impl super::SqliteStore {
+    /// Run a journey read on a pooled connection, at most [`JOURNEY_READS`] at once, with the database file
+    /// mapped. The connection keeps its plans whatever values are bound (query planner stability guarantee):
+    /// with the bundled SQLite's STAT4, binding a new cursor otherwise makes every execution parse and plan
+    /// its statement again. Both settings stay with the pooled connection; setting them again is a no-op.
+    async fn journey_read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let _permit =
+            JOURNEY_READS.acquire().await.map_err(|e| StoreError::Internal(format!("journey read permits: {e}")))?;
+        self.read(move |c| {
+            c.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map_err(sql_err)?;
+            c.prepare_cached(&format!("PRAGMA mmap_size = {READ_MMAP_BYTES}"))
+                .and_then(|mut st| st.query([])?.next().map(|_| ()))
+                .map_err(sql_err)?;
+            f(c)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl JourneyReads for super::SqliteStore {
+    async fn session_with_events_json(
+        &self,
+        org: OrgId,
+        id: SessionId,
+        page: &EventPage,
+    ) -> StoreResult<Option<(SessionRecord, Vec<StoredEventJson>)>> {
+        let page = page.clone();
+        self.journey_read(move |c| {
+            let Some(s) = session(c, org, id)? else { return Ok(None) };
+            Ok(Some((s, session_events_json(c, org, id, &page)?)))
+        })
+        .await
+    }
+
+    async fn contact_sessions_json(
+        &self,
+        org: OrgId,
+        contact: ContactId,
+        page: &SessionPage,
+    ) -> StoreResult<Option<Vec<StoredSessionJson>>> {
+        let page = page.clone();
+        self.journey_read(move |c| contact_sessions_json(c, org, contact, &page)).await
+    }
+
+    async fn customer_sessions_json(
+        &self,
+        org: OrgId,
+        cookie: &CookieId,
+        page: &SessionPage,
+    ) -> StoreResult<Vec<StoredSessionJson>> {
+        let (page, cookie) = (page.clone(), cookie.clone());
+        self.journey_read(move |c| customer_sessions_json(c, org, &cookie, &page)).await
+    }
+}
 
 fn org_key(org: OrgId) -> String {
     org.to_string()
@@ -48,6 +118,16 @@ pub(crate) fn session_events(
     session: SessionId,
     page: &EventPage,
 ) -> StoreResult<Vec<Event>> {
+    session_events_json(c, org, session, page)?.iter().map(|e| decode_event(&e.body)).collect()
+}
+
+/// A page of a session's events as stored.
+pub(crate) fn session_events_json(
+    c: &Connection,
+    org: OrgId,
+    session: SessionId,
+    page: &EventPage,
+) -> StoreResult<Vec<StoredEventJson>> {
     let (after_ms, after_id) = match &page.after {
         Some((t, id)) => (t.unix_millis(), id.clone()),
         None => (i64::MIN, String::new()),
@@ -57,36 +137,48 @@ pub(crate) fn session_events(
     let mut out = Vec::new();
     let mut stmt = c
         .prepare_cached(
-            "SELECT type, body FROM events WHERE org_id = ?1 AND session_id = ?2 AND (created_ms, id) > (?3, ?4)
+            "SELECT type, created_ms, id, body FROM events
+             WHERE org_id = ?1 AND session_id = ?2 AND (created_ms, id) > (?3, ?4)
              ORDER BY created_ms, id LIMIT ?5",
         )
         .map_err(sql_err)?;
+    let (org, session) = (org_key(org), session.to_string());
     // Filtering by type happens after the range scan; fetch in chunks until the page is full.
     let mut cursor = (after_ms, after_id);
     loop {
         let chunk_limit = if types.is_empty() { limit } else { limit.max(200) };
-        let rows: Vec<(String, String)> = stmt
-            .query_map(params![org_key(org), session.to_string(), cursor.0, cursor.1, chunk_limit], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .map_err(sql_err)?
-            .collect::<Result<_, _>>()
-            .map_err(sql_err)?;
-        let n = rows.len();
-        for (ty, body) in rows {
-            let ev = decode_event(&body)?;
-            cursor = (ev.created_date.unix_millis(), ev.id.clone());
-            if types.is_empty() || types.contains(&ty.as_str()) {
-                out.push(ev);
+        let mut rows = stmt.query(params![org, session, cursor.0, cursor.1, chunk_limit]).map_err(sql_err)?;
+        let mut n = 0;
+        while let Some(r) = rows.next().map_err(sql_err)? {
+            n += 1;
+            let e = StoredEventJson {
+                event_type: r.get(0).map_err(sql_err)?,
+                created_ms: r.get(1).map_err(sql_err)?,
+                id: r.get(2).map_err(sql_err)?,
+                body: r.get(3).map_err(sql_err)?,
+            };
+            cursor = (e.created_ms, e.id.clone());
+            if types.is_empty() || types.contains(&e.event_type.as_str()) {
+                out.push(e);
                 if out.len() as i64 >= limit {
                     return Ok(out);
                 }
             }
         }
-        if (n as i64) < chunk_limit {
+        if n < chunk_limit {
             return Ok(out);
         }
     }
+}
+
+const SESSION_JSON_COLS: &str = "contact_id, created_ms, id, body";
+
+fn stored_session(r: &Row<'_>) -> rusqlite::Result<(Option<String>, i64, String, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn to_stored((contact, created_ms, id, body): (Option<String>, i64, String, String)) -> StoredSessionJson {
+    StoredSessionJson { contact_id: contact.as_deref().and_then(ContactId::parse), created_ms, id, body }
 }
 
 pub(crate) fn contact_sessions(
@@ -99,7 +191,8 @@ pub(crate) fn contact_sessions(
     let mut stmt = c
         .prepare_cached(
             "SELECT customer_id, contact_id, body FROM sessions INDEXED BY sessions_by_contact
-             WHERE org_id = ?1 AND contact_id = ?2 AND (created_ms, id) < (?3, ?4) AND last_ms >= ?5
+             WHERE org_id = ?1 AND contact_id = ?2 AND contact_id IS NOT NULL
+               AND (created_ms, id) < (?3, ?4) AND last_ms >= ?5
              ORDER BY created_ms DESC, id DESC LIMIT ?6",
         )
         .map_err(sql_err)?;
@@ -119,6 +212,42 @@ pub(crate) fn contact_sessions(
         .collect::<Result<_, _>>()
         .map_err(sql_err)?;
     rows.into_iter().map(|r| to_record(org, r)).collect()
+}
+
+/// A contact's sessions as stored, following merges; `None` when there is no such contact.
+pub(crate) fn contact_sessions_json(
+    c: &Connection,
+    org: OrgId,
+    contact: ContactId,
+    page: &SessionPage,
+) -> StoreResult<Option<Vec<StoredSessionJson>>> {
+    let Some(contact) = surviving_contact(c, org, contact)? else { return Ok(None) };
+    let (before_ms, before_id) = before(page);
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "SELECT {SESSION_JSON_COLS} FROM sessions INDEXED BY sessions_by_contact
+             WHERE org_id = ?1 AND contact_id = ?2 AND contact_id IS NOT NULL
+               AND (created_ms, id) < (?3, ?4) AND last_ms >= ?5
+             ORDER BY created_ms DESC, id DESC LIMIT ?6"
+        ))
+        .map_err(sql_err)?;
+    let rows = stmt
+        .query_map(
+            params![
+                org_key(org),
+                contact.to_string(),
+                before_ms,
+                before_id,
+                page.since.unix_millis(),
+                page.limit.clamp(1, 1000) as i64
+            ],
+            stored_session,
+        )
+        .map_err(sql_err)?
+        .map(|r| r.map(to_stored))
+        .collect::<Result<_, _>>()
+        .map_err(sql_err)?;
+    Ok(Some(rows))
 }
 
 pub(crate) fn customer_sessions(
@@ -152,6 +281,43 @@ pub(crate) fn customer_sessions(
         .collect::<Result<_, _>>()
         .map_err(sql_err)?;
     rows.into_iter().map(|r| to_record(org, r)).collect()
+}
+
+/// A customer's sessions as stored.
+pub(crate) fn customer_sessions_json(
+    c: &Connection,
+    org: OrgId,
+    cookie: &CookieId,
+    page: &SessionPage,
+) -> StoreResult<Vec<StoredSessionJson>> {
+    let mut stmt =
+        c.prepare_cached("SELECT id FROM customers WHERE org_id = ?1 AND cookie_id = ?2").map_err(sql_err)?;
+    let customer: Option<String> =
+        stmt.query_row(params![org_key(org), cookie.as_str()], |r| r.get(0)).optional().map_err(sql_err)?;
+    let Some(customer) = customer else { return Ok(Vec::new()) };
+    let (before_ms, before_id) = before(page);
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "SELECT {SESSION_JSON_COLS} FROM sessions
+             WHERE org_id = ?1 AND customer_id = ?2 AND (created_ms, id) < (?3, ?4) AND last_ms >= ?5
+             ORDER BY created_ms DESC, id DESC LIMIT ?6"
+        ))
+        .map_err(sql_err)?;
+    stmt.query_map(
+        params![
+            org_key(org),
+            customer,
+            before_ms,
+            before_id,
+            page.since.unix_millis(),
+            page.limit.clamp(1, 1000) as i64
+        ],
+        stored_session,
+    )
+    .map_err(sql_err)?
+    .map(|r| r.map(to_stored))
+    .collect::<Result<_, _>>()
+    .map_err(sql_err)
 }
 
 fn before(page: &SessionPage) -> (i64, String) {
@@ -209,18 +375,15 @@ pub(crate) fn contact_exact(c: &Connection, org: OrgId, id: ContactId) -> StoreR
     body.map(|b| serde_json::from_str(&b).map_err(|e| StoreError::Corrupt(format!("contact {id}: {e}")))).transpose()
 }
 
-/// A contact, following merges to the survivor, with its cookie ids.
-pub(crate) fn contact(c: &Connection, org: OrgId, id: ContactId) -> StoreResult<Option<Contact>> {
+/// The contact `id` was merged into (through any chain of merges), `id` itself when it was not merged, `None`
+/// when there is no such contact.
+fn surviving_contact(c: &Connection, org: OrgId, id: ContactId) -> StoreResult<Option<ContactId>> {
+    let mut stmt =
+        c.prepare_cached("SELECT merged_into FROM contacts WHERE org_id = ?1 AND id = ?2").map_err(sql_err)?;
     let mut current = id;
     for _ in 0..16 {
-        let merged: Option<Option<String>> = c
-            .query_row(
-                "SELECT merged_into FROM contacts WHERE org_id = ?1 AND id = ?2",
-                params![org_key(org), current.to_string()],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(sql_err)?;
+        let merged: Option<Option<String>> =
+            stmt.query_row(params![org_key(org), current.to_string()], |r| r.get(0)).optional().map_err(sql_err)?;
         match merged {
             None => return Ok(None),
             Some(Some(next)) => match ContactId::parse(&next) {
@@ -230,9 +393,18 @@ pub(crate) fn contact(c: &Connection, org: OrgId, id: ContactId) -> StoreResult<
             Some(None) => break,
         }
     }
+    Ok(Some(current))
+}
+
+/// A contact, following merges to the survivor, with its cookie ids.
+pub(crate) fn contact(c: &Connection, org: OrgId, id: ContactId) -> StoreResult<Option<Contact>> {
+    let Some(current) = surviving_contact(c, org, id)? else { return Ok(None) };
     let Some(mut contact) = contact_exact(c, org, current)? else { return Ok(None) };
     let mut stmt = c
-        .prepare_cached("SELECT cookie_id FROM customers INDEXED BY customers_by_contact WHERE org_id = ?1 AND contact_id = ?2 LIMIT 100")
+        .prepare_cached(
+            "SELECT cookie_id FROM customers INDEXED BY customers_by_contact
+          WHERE org_id = ?1 AND contact_id = ?2 AND contact_id IS NOT NULL LIMIT 100",
+        )
         .map_err(sql_err)?;
     contact.cookie_ids = stmt
         .query_map(params![org_key(org), current.to_string()], |r| r.get(0))

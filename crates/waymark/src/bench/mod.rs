@@ -80,7 +80,12 @@ pub struct BenchArgs {
     /// SQLite durability of the server under test: `normal` or `full`.
     #[arg(long, default_value = "normal")]
     pub durability: String,
-    /// Keep the server's data here instead of a temporary directory.
+    /// PostgreSQL schema of the store under test (with `--store postgres://…`).
+    #[arg(long)]
+    pub pg_schema: Option<String>,
+    /// Keep the server's data here instead of a temporary directory. For `reads`, a directory holding a store
+    /// preloaded by an earlier `reads` run with the same `--events` and `--store` is reused as it is (the
+    /// preload of 10 M events takes minutes); delete the directory to preload again.
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Skip the ceiling measurements.

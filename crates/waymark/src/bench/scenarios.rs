@@ -279,18 +279,65 @@ async fn preload(store: Arc<dyn Store>, org: OrgId, deployment: DeploymentId, to
     Ok(ReadTarget { contact, sessions })
 }
 
+/// The file in `--data` naming what an earlier `reads` run preloaded there.
+const READS_MARKER: &str = "reads-target.json";
+
+/// The organisation and read target of a store preloaded by an earlier `reads` run in `--data` with the same
+/// `--events`, `--store` and `--pg-schema`; `None` when there is none (then the run preloads).
+fn reads_setup_reused(args: &BenchArgs, total: u64) -> Result<Option<(Setup, ReadTarget)>> {
+    let Some(data) = &args.data else { return Ok(None) };
+    let Ok(text) = std::fs::read(data.join(READS_MARKER)) else { return Ok(None) };
+    let m: serde_json::Value = serde_json::from_slice(&text).context("unreadable reads marker")?;
+    if m["events"].as_u64() != Some(total)
+        || m["store"].as_str() != Some(args.store.as_str())
+        || m["pgSchema"].as_str() != args.pg_schema.as_deref()
+    {
+        bail!(
+            "{} holds a store preloaded for another --events/--store/--pg-schema; use another --data directory",
+            data.display()
+        );
+    }
+    let text_of = |k: &str| m[k].as_str().with_context(|| format!("reads marker: no {k}"));
+    let deployment = DeploymentId::parse(text_of("deployment")?).context("reads marker: deployment")?;
+    let contact = ContactId::parse(text_of("contact")?).context("reads marker: contact")?;
+    let sessions = m["sessions"]
+        .as_array()
+        .context("reads marker: no sessions")?
+        .iter()
+        .map(|s| s.as_str().and_then(SessionId::parse).context("reads marker: session id"))
+        .collect::<Result<Vec<_>>>()?;
+    eprintln!("  [preload] reusing the store preloaded with {} events in {}", fmt_num(total as f64), data.display());
+    let setup = Setup::reuse(args, deployment, text_of("token")?.to_string())?;
+    Ok(Some((setup, ReadTarget { contact, sessions })))
+}
+
 /// `reads`.
 pub async fn reads(args: &BenchArgs, section: &mut Section) -> Result<()> {
-    let target: Arc<Mutex<Option<ReadTarget>>> = Arc::new(Mutex::new(None));
-    let t2 = target.clone();
     let total = args.events.max(10_000);
-    let setup = Setup::new(args, move |store, org, dep| async move {
-        let t = preload(store, org, dep, total).await?;
-        *t2.lock() = Some(t);
-        Ok(())
-    })
-    .await?;
-    let target = target.lock().take().context("no read target")?;
+    let (setup, target) = match reads_setup_reused(args, total)? {
+        Some(reused) => reused,
+        None => {
+            let target: Arc<Mutex<Option<ReadTarget>>> = Arc::new(Mutex::new(None));
+            let t2 = target.clone();
+            let setup = Setup::new(args, move |store, org, dep| async move {
+                let t = preload(store, org, dep, total).await?;
+                *t2.lock() = Some(t);
+                Ok(())
+            })
+            .await?;
+            let target = target.lock().take().context("no read target")?;
+            if let Some(data) = &args.data {
+                let marker = serde_json::json!({
+                    "events": total, "store": args.store, "pgSchema": args.pg_schema,
+                    "deployment": setup.deployment.to_string(), "token": setup.token,
+                    "contact": target.contact.to_string(),
+                    "sessions": target.sessions.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                });
+                std::fs::write(data.join(READS_MARKER), serde_json::to_vec_pretty(&marker)?)?;
+            }
+            (setup, target)
+        }
+    };
     let server = ServerProc::spawn(args, &setup, &[])?;
     let addr = server.addr;
     let conns = args.connections.unwrap_or(32);

@@ -64,6 +64,12 @@ impl Setup {
         Ok(Setup { data, deployment: r.deployment_id, token: r.token, _temp: temp })
     }
 
+    /// An organisation bootstrapped and preloaded by an earlier run on `args.data` (see `reads`).
+    pub fn reuse(args: &BenchArgs, deployment: DeploymentId, token: String) -> Result<Setup> {
+        let data = args.data.clone().context("reusing a store needs --data")?;
+        Ok(Setup { data, deployment, token, _temp: None })
+    }
+
     pub fn webevents_path(&self) -> String {
         format!("/api/v2/journey/deployments/{}/webevents", self.deployment)
     }
@@ -75,6 +81,7 @@ fn serve_args(args: &BenchArgs, data: &std::path::Path) -> ServeArgs {
         store: Some(args.store.clone()),
         durability: Some(args.durability.clone()),
         listen: Some("127.0.0.1:0".into()),
+        pg_schema: args.pg_schema.clone(),
         ..Default::default()
     }
 }
@@ -100,6 +107,7 @@ impl ServerProc {
             .arg(&args.store)
             .arg("--durability")
             .arg(&args.durability)
+            .args(args.pg_schema.iter().flat_map(|s| ["--pg-schema", s.as_str()]))
             .env("RUST_LOG", "warn")
             .env("WAYMARK_SERVER__RATE_LIMITS__PER_IP_PER_SEC", "100000000")
             .env("WAYMARK_SERVER__RATE_LIMITS__PER_IP_BURST", "100000000")
