@@ -95,9 +95,13 @@ pub struct SqliteStore {
     _checkpointer: std::sync::mpsc::Sender<()>,
 }
 
+/// Read connections, and a bound on reads running at once: the machine's cores gain nothing from more, and
+/// with more the pool would open connections beyond the ones it keeps, each with a cold page cache and its
+/// statements to prepare again.
 struct ReaderPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    running: tokio::sync::Semaphore,
 }
 
 impl ReaderPool {
@@ -136,11 +140,20 @@ fn sql_err(e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// Bytes of the database file a reader maps into memory instead of copying each page with `pread` (SQLite
+/// caps it at its `SQLITE_MAX_MMAP_SIZE`, 2 GiB by default).
+const READ_MMAP_BYTES: i64 = 1 << 40;
+
+/// A read-only connection. It maps the file into memory, and keeps its query plans whatever values are bound
+/// (the query planner stability guarantee): with the bundled SQLite's STAT4, binding a new cursor value would
+/// otherwise make every execution parse and plan its statement again.
 fn open_reader(path: &Path) -> StoreResult<Connection> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(|e| StoreError::Unavailable(format!("open {} for reading: {e}", path.display())))?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
     conn.pragma_update(None, "query_only", true).map_err(sql_err)?;
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map_err(sql_err)?;
+    conn.pragma_update(None, "mmap_size", READ_MMAP_BYTES).map_err(sql_err)?;
     Ok(conn)
 }
 
@@ -179,7 +192,11 @@ impl SqliteStore {
         let restart_wal = Arc::new(AtomicBool::new(false));
         let checkpointer = spawn_checkpointer(&config.path, restart_wal.clone())?;
 
-        let readers = Arc::new(ReaderPool { path: config.path.clone(), idle: Mutex::new(Vec::new()) });
+        let readers = Arc::new(ReaderPool {
+            path: config.path.clone(),
+            idle: Mutex::new(Vec::new()),
+            running: tokio::sync::Semaphore::new(config.readers.max(1)),
+        });
         for _ in 0..config.readers {
             let r = open_reader(&config.path)?;
             readers.idle.lock().push(r);
@@ -210,6 +227,8 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
+        let _permit =
+            self.readers.running.acquire().await.map_err(|e| StoreError::Internal(format!("read permits: {e}")))?;
         let pool = self.readers.clone();
         tokio::task::spawn_blocking(move || pool.with(f))
             .await

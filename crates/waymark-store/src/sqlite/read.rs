@@ -6,41 +6,19 @@ use crate::ingest::{decode_event, decode_session, with_contact_ref};
 use crate::types::*;
 use crate::{JourneyReads, Record, RecordKind, StoreError, StoreResult};
 use async_trait::async_trait;
-use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use waymark_domain::Timestamp;
 use waymark_domain::event::Event;
 use waymark_domain::ids::{ContactId, CustomerId, OrgId, SessionId};
 use waymark_domain::web_event::CookieId;
 
-/// Journey reads running at once (process-wide). The machine's cores gain nothing from more, and with more the
-/// reader pool opens connections beyond the ones it keeps, each with a cold page cache and statements to
-/// prepare again.
-static JOURNEY_READS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
-
-/// Bytes of the database file a journey read maps into memory instead of copying each page with `pread`
-/// (SQLite caps it at its `SQLITE_MAX_MMAP_SIZE`, 2 GiB by default).
-const READ_MMAP_BYTES: i64 = 1 << 40;
-
 impl super::SqliteStore {
-    /// Run a journey read on a pooled connection, at most [`JOURNEY_READS`] at once, with the database file
-    /// mapped. The connection keeps its plans whatever values are bound (query planner stability guarantee):
-    /// with the bundled SQLite's STAT4, binding a new cursor otherwise makes every execution parse and plan
-    /// its statement again. Both settings stay with the pooled connection; setting them again is a no-op.
+    /// Run a journey read on a pooled connection (see [`super::ReaderPool`] for how reads are bounded).
     async fn journey_read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
-        let _permit =
-            JOURNEY_READS.acquire().await.map_err(|e| StoreError::Internal(format!("journey read permits: {e}")))?;
-        self.read(move |c| {
-            c.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map_err(sql_err)?;
-            c.prepare_cached(&format!("PRAGMA mmap_size = {READ_MMAP_BYTES}"))
-                .and_then(|mut st| st.query([])?.next().map(|_| ()))
-                .map_err(sql_err)?;
-            f(c)
-        })
-        .await
+        self.read(f).await
     }
 }
 
