@@ -267,6 +267,9 @@ async fn migrate(shared: &Shared, migrations: &[Migration]) -> StoreResult<()> {
                     )));
                 }
                 None => {
+                    // Rewriting tables of a large store takes minutes: say so before, and how long it took after.
+                    tracing::info!(version = m.version, name = m.name, schema = %shared.schema, "applying schema migration; on a large store this can take minutes");
+                    let started = std::time::Instant::now();
                     let t = client.transaction().await.map_err(pg_err)?;
                     t.batch_execute(m.sql).await.map_err(|e| {
                         StoreError::Schema(format!("migration {} ({}) failed: {}", m.version, m.name, pg_err(e)))
@@ -278,7 +281,7 @@ async fn migrate(shared: &Shared, migrations: &[Migration]) -> StoreResult<()> {
                     .await
                     .map_err(pg_err)?;
                     t.commit().await.map_err(pg_err)?;
-                    tracing::info!(version = m.version, name = m.name, schema = %shared.schema, "applied schema migration");
+                    tracing::info!(version = m.version, name = m.name, schema = %shared.schema, seconds = started.elapsed().as_secs_f64(), "applied schema migration");
                 }
             }
         }

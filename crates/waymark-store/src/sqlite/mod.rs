@@ -307,6 +307,13 @@ fn migrate(conn: &Connection, migrations: &[Migration]) -> StoreResult<()> {
                 )));
             }
             None => {
+                // Rewriting tables of a large store takes minutes: say so before, and how long it took after.
+                tracing::info!(
+                    version = m.version,
+                    name = m.name,
+                    "applying schema migration; on a large store this can take minutes"
+                );
+                let started = std::time::Instant::now();
                 let now = unix_ms();
                 conn.execute_batch("BEGIN IMMEDIATE").map_err(sql_err)?;
                 let applied = conn.execute_batch(m.sql).and_then(|_| {
@@ -322,7 +329,12 @@ fn migrate(conn: &Connection, migrations: &[Migration]) -> StoreResult<()> {
                         return Err(StoreError::Schema(format!("migration {} ({}) failed: {e}", m.version, m.name)));
                     }
                 }
-                tracing::info!(version = m.version, name = m.name, "applied schema migration");
+                tracing::info!(
+                    version = m.version,
+                    name = m.name,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "applied schema migration"
+                );
             }
         }
     }

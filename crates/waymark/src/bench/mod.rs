@@ -102,7 +102,13 @@ pub struct BenchArgs {
 pub async fn run(args: BenchArgs) -> Result<()> {
     let machine = report::Machine::detect();
     eprintln!("waymark bench {}  on {}", args.scenario.name(), machine.describe());
-    let mut section = report::Section::new(args.scenario.name(), &machine);
+    // Figures of the PostgreSQL store get blocks of their own (`ingest-batch-postgres`, …).
+    let block = if args.store == "sqlite" {
+        args.scenario.name().to_string()
+    } else {
+        format!("{}-postgres", args.scenario.name())
+    };
+    let mut section = report::Section::new(block, &machine);
     match args.scenario {
         Scenario::IngestSingle => scenarios::ingest(&args, false, &mut section).await?,
         Scenario::IngestBatch => scenarios::ingest(&args, true, &mut section).await?,

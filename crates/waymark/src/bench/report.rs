@@ -90,15 +90,15 @@ impl Latency {
 
 /// One scenario's output: lines of figures, each optionally judged against a target.
 pub struct Section {
-    pub scenario: &'static str,
+    pub scenario: String,
     machine: Machine,
     lines: Vec<String>,
     verdicts: Vec<(String, bool)>,
 }
 
 impl Section {
-    pub fn new(scenario: &'static str, machine: &Machine) -> Section {
-        Section { scenario, machine: machine.clone(), lines: Vec::new(), verdicts: Vec::new() }
+    pub fn new(scenario: impl Into<String>, machine: &Machine) -> Section {
+        Section { scenario: scenario.into(), machine: machine.clone(), lines: Vec::new(), verdicts: Vec::new() }
     }
 
     pub fn line(&mut self, s: impl Into<String>) {

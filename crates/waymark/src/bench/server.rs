@@ -134,11 +134,13 @@ impl ServerProc {
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+        // A reused store (`--data`) may first migrate its schema, which takes minutes on a large one (the
+        // server's lines until it listens are shown); a server that exits ends the wait at once.
+        let addr = match rx.recv_timeout(Duration::from_secs(1800)) {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
-                bail!("the server did not start within 60 s");
+                bail!("the server did not start listening (see its lines above)");
             }
         };
         let addr: SocketAddr = addr.parse().with_context(|| format!("bad server address {addr:?}"))?;
