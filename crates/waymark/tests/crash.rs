@@ -227,8 +227,21 @@ async fn crash_loses_nothing(backend: Backend) {
     child.kill().expect("stop");
     let _ = child.wait();
 
-    // Count every stored event by its id.
+    // Count every stored event by its id. A node killed with `kill -9` can leave a group transaction that
+    // PostgreSQL still completes after the node is gone (a batch never acknowledged, so it may or may not be
+    // stored): wait until the store's count has stayed put for 2 s before reading, so that the reading and the
+    // count see the same store.
     let store = backend.open(&data).await;
+    let mut settled = store.stats().await.expect("stats").events;
+    let (mut still_since, deadline) = (Instant::now(), Instant::now() + Duration::from_secs(30));
+    while still_since.elapsed() < Duration::from_secs(2) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now_events = store.stats().await.expect("stats").events;
+        if now_events != settled {
+            eprintln!("the store still changed after the last kill: {settled} -> {now_events} events");
+            (settled, still_since) = (now_events, Instant::now());
+        }
+    }
     let mut seen: BTreeMap<String, u32> = BTreeMap::new();
     let since = Timestamp::from_offset_datetime(time::OffsetDateTime::now_utc() - time::Duration::days(1));
     for c in 0..CLIENTS {
