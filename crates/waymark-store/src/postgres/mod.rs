@@ -387,7 +387,7 @@ async fn try_group(shared: &Shared, jobs: &[IngestJob]) -> Result<Vec<Vec<ItemRe
     let mut client = shared.pool.get().await.map_err(|e| GroupFail::All(pool_err(e)))?;
     let t = client.transaction().await.map_err(|e| GroupFail::All(pg_err(e)))?;
     let mut g = tx::PgTx::new(&t, shared);
-    // Lock every customer the group touches, in key order, and read their states and client keys.
+    // Lock every customer the group touches, in key order, and read their states.
     g.prefetch(jobs.iter().map(|j| &j.batch)).await.map_err(GroupFail::All)?;
     let mut out = Vec::with_capacity(jobs.len());
     for (i, job) in jobs.iter().enumerate() {

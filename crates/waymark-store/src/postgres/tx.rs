@@ -1,7 +1,7 @@
 //! Writes of the PostgreSQL store.
 //!
 //! [`PgTx`] is the [`JourneyTx`] of one group transaction. It locks the group's customers up front
-//! ([`PgTx::prefetch`]), serves customer states, client keys and sessions from memory, buffers the event,
+//! ([`PgTx::prefetch`]), serves customer states and sessions from memory, buffers the event,
 //! session and customer rows the journey logic writes, and writes them with one multi-row statement per table
 //! ([`PgTx::flush`]). Contact writes (rare: only identified events) go to the database at once; before a
 //! statement that updates rows by customer or contact, the buffers are flushed so it sees them.
