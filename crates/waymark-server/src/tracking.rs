@@ -12,6 +12,7 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -128,6 +129,16 @@ pub(crate) fn body_rejection(r: BytesRejection, limit: usize) -> ApiError {
 
 /// Parse a request body as JSON, with precise codes for the ways it can be wrong.
 pub(crate) fn parse_json_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
+    json_body(headers, body, |text| serde_json::from_str(text))
+}
+
+/// A body of a JSON media type (or `text/plain`, which `sendBeacon` posts) parsed by `parse` from its text;
+/// a body that is not UTF-8 or that `parse` refuses is a clear 4xx.
+fn json_body<'b, T>(
+    headers: &HeaderMap,
+    body: &'b Bytes,
+    parse: impl FnOnce(&'b str) -> serde_json::Result<T>,
+) -> ApiResult<T> {
     if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
         let ct = ct.to_ascii_lowercase();
         // sendBeacon posts text/plain; everything else must say JSON.
@@ -138,8 +149,40 @@ pub(crate) fn parse_json_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Va
     let text = std::str::from_utf8(body).map_err(|e| {
         ApiError::new(ErrorCode::InvalidUtf8, format!("the body is not valid UTF-8 (at byte {})", e.valid_up_to()))
     })?;
-    serde_json::from_str(text)
-        .map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("the body is not valid JSON: {e}")))
+    parse(text).map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("the body is not valid JSON: {e}")))
+}
+
+/// A web events body split into its events, each still unparsed text: one event object, an array of them, or
+/// `{"events": [...]}`. Splitting only scans the text (no `Value` tree); each event is then parsed straight
+/// into `WebEventRequest`.
+enum RawEvents<'b> {
+    Single(&'b RawValue),
+    Batch(Vec<&'b RawValue>),
+}
+
+impl<'b> RawEvents<'b> {
+    fn parse(text: &'b str) -> serde_json::Result<Option<Self>> {
+        /// The `events` member of an object body, every other member skipped.
+        #[derive(Deserialize)]
+        struct Envelope<'a> {
+            #[serde(borrow)]
+            events: Option<&'a RawValue>,
+        }
+        match text.trim_start().as_bytes().first() {
+            Some(b'[') => Ok(Some(RawEvents::Batch(serde_json::from_str(text)?))),
+            Some(b'{') => {
+                let envelope: Envelope<'b> = serde_json::from_str(text)?;
+                match envelope.events {
+                    Some(events) if events.get().starts_with('[') => {
+                        Ok(Some(RawEvents::Batch(serde_json::from_str(events.get())?)))
+                    }
+                    _ => Ok(Some(RawEvents::Single(serde_json::from_str(text)?))),
+                }
+            }
+            // Valid JSON that is neither an object nor an array is refused as such; invalid JSON as invalid.
+            _ => serde_json::from_str::<serde::de::IgnoredAny>(text).map(|_| None),
+        }
+    }
 }
 
 /// `POST /api/v2/journey/deployments/{deploymentId}/webevents`: one `WebEventRequest`, or an array of up to
@@ -189,15 +232,10 @@ async fn ingest_webevents(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> ApiResult<Response> {
-    let value = parse_json_body(headers, body)?;
-    let (single, raw_events) = match value {
-        Value::Array(items) => (false, items),
-        Value::Object(mut o) if o.get("events").is_some_and(Value::is_array) => match o.remove("events") {
-            Some(Value::Array(items)) => (false, items),
-            _ => (false, Vec::new()),
-        },
-        v @ Value::Object(_) => (true, vec![v]),
-        _ => return Err(ApiError::new(ErrorCode::MalformedJson, "send a web event object or an array of them")),
+    let (single, raw_events) = match json_body(headers, body, RawEvents::parse)? {
+        Some(RawEvents::Single(event)) => (true, vec![event]),
+        Some(RawEvents::Batch(events)) => (false, events),
+        None => return Err(ApiError::new(ErrorCode::MalformedJson, "send a web event object or an array of them")),
     };
     let limits = &state.config.limits;
     if raw_events.is_empty() {
@@ -220,12 +258,17 @@ async fn ingest_webevents(
     let mut outcomes: Vec<Option<Rejection>> = Vec::with_capacity(raw_events.len());
     let mut items = Vec::with_capacity(raw_events.len());
     for raw in raw_events {
-        let parsed = serde_json::from_value::<WebEventRequest>(raw)
-            .map_err(|e| {
-                Rejection::new(
+        let parsed = serde_json::from_str::<WebEventRequest>(raw.get())
+            .map_err(|e| match e.classify() {
+                // Splitting the body only scanned each event: JSON it cannot hold (a number out of range, nesting
+                // beyond the parser's depth) shows up here.
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                    Rejection::new(ErrorCode::MalformedJson, format!("the event is not valid JSON: {e}"))
+                }
+                _ => Rejection::new(
                     ErrorCode::InvalidField,
                     format!("the event does not have the WebEventRequest shape: {e}"),
-                )
+                ),
             })
             .and_then(|req| {
                 parse_web_event(req, deployment, limits, now, Some(ctx.client_ip), ctx.user_agent.as_deref())
@@ -505,4 +548,39 @@ pub fn routes(body_limit: usize) -> utoipa_axum::router::OpenApiRouter<AppState>
         .routes(utoipa_axum::routes!(ping))
         .route("/api/v2/journey/deployments/{deployment_id}/customers/{cookie_id}/ping", options(preflight))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RawEvents;
+
+    fn split(text: &str) -> Option<(bool, Vec<String>)> {
+        match RawEvents::parse(text).expect("valid JSON") {
+            Some(RawEvents::Single(e)) => Some((true, vec![e.get().to_string()])),
+            Some(RawEvents::Batch(es)) => Some((false, es.iter().map(|e| e.get().to_string()).collect())),
+            None => None,
+        }
+    }
+
+    #[test]
+    fn a_body_splits_into_its_events_as_written() {
+        assert_eq!(split(r#" [{"a":1}, {"b":[2]}] "#), Some((false, vec![r#"{"a":1}"#.into(), r#"{"b":[2]}"#.into()])));
+        assert_eq!(split(r#"{"x":0,"events":[{"a":1}]}"#), Some((false, vec![r#"{"a":1}"#.into()])));
+        assert_eq!(
+            split(r#"{"eventName":"page_viewed"}"#),
+            Some((true, vec![r#"{"eventName":"page_viewed"}"#.into()]))
+        );
+        // `events` that is not an array is a member of a single event, as before.
+        assert_eq!(split(r#"{"events":"many"}"#), Some((true, vec![r#"{"events":"many"}"#.into()])));
+        assert_eq!(split("[]"), Some((false, vec![])));
+        assert_eq!(split(r#""page_viewed""#), None);
+        assert_eq!(split("12"), None);
+    }
+
+    #[test]
+    fn invalid_json_is_an_error_wherever_it_is() {
+        for bad in ["", "[", r#"[{"a":1},]"#, r#"{"events":[1,}"#, r#"{"a":1}}"#, "[1] x", "nul"] {
+            assert!(RawEvents::parse(bad).is_err(), "{bad:?} should not parse");
+        }
+    }
 }

@@ -314,6 +314,10 @@ fn reads_setup_reused(args: &BenchArgs, total: u64) -> Result<Option<(Setup, Rea
 /// `reads`.
 pub async fn reads(args: &BenchArgs, section: &mut Section) -> Result<()> {
     let total = args.events.max(10_000);
+    if let Some(data) = &args.data {
+        // A PostgreSQL run keeps only its marker there; create it before a long preload, not after.
+        std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
+    }
     let (setup, target) = match reads_setup_reused(args, total)? {
         Some(reused) => reused,
         None => {
@@ -386,6 +390,10 @@ pub async fn reads(args: &BenchArgs, section: &mut Section) -> Result<()> {
     }
     section.judge("slowest endpoint's throughput", worst_rps, "req/s", 5_000.0, true);
     section.judge("worst endpoint p99", worst_p99, "ms", 10.0, false);
+    if args.store.starts_with("postgres") {
+        // Issue 8 asks PostgreSQL for p99 ≤ 15 ms at 10 M events; issue 3's 10 ms is judged above.
+        section.judge("worst endpoint p99 on PostgreSQL", worst_p99, "ms", 15.0, false);
+    }
     section.line(format!("server RSS after the run: {:.1} MB", server.rss_mb()));
     Ok(())
 }
