@@ -13,6 +13,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -99,6 +100,8 @@ impl Server {
                 })
                 .await
         });
+        let hub = state.hub.clone();
+        state.store.watch_remote(Arc::new(move |org| hub.watched(org)));
         let feed = state.store.remote_changes().map(|mut changes| {
             let (fstate, mut stop) = (state.clone(), rx.clone());
             tokio::spawn(async move {

@@ -102,6 +102,20 @@ impl LiveHub {
             .clone()
     }
 
+    /// Whether anyone on this node watches the organisation's changes.
+    pub fn watched(&self, org: OrgId) -> bool {
+        self.orgs.read().get(&org).is_some_and(|c| c.tx.receiver_count() > 0)
+    }
+
+    /// Changes to `org` happened that this hub did not publish (another node's, read back only while someone
+    /// here watches): a stream resuming from before now must be told of the gap, so the replay restarts.
+    pub fn skipped(&self, org: OrgId) {
+        if let Some(c) = self.orgs.read().get(&org) {
+            c.replay.lock().clear();
+            self.seq.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Publish a change to an organisation's listeners.
     pub fn publish(&self, org: OrgId, change: LiveChange) {
         let msg = Arc::new(LiveMessage { seq: self.seq.fetch_add(1, Ordering::Relaxed), change });
@@ -149,5 +163,44 @@ impl LiveHub {
 
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use waymark_domain::session::{Session, SessionType};
+
+    fn change(org: OrgId) -> LiveChange {
+        let session = Session::new("s".into(), SessionType::Web, waymark_domain::Timestamp::from_unix_millis(0));
+        LiveChange::Session(Arc::new(SessionRecord { org, customer_id: None, contact_id: None, session }))
+    }
+
+    #[test]
+    fn a_skipped_remote_change_is_a_gap_for_a_resuming_stream() {
+        let hub = LiveHub::new(10);
+        let org = OrgId(uuid::Uuid::new_v4());
+        assert!(!hub.watched(org), "nobody subscribed yet");
+        let (rx, _, _) = hub.subscribe(org, None);
+        assert!(hub.watched(org));
+        hub.publish(org, change(org));
+        hub.publish(org, change(org));
+        let last = hub.seq.load(Ordering::Relaxed) - 1;
+        drop(rx);
+        assert!(!hub.watched(org), "the only stream went away");
+        // Resuming right away: nothing missed.
+        let (rx, missed, gap) = hub.subscribe(org, Some(last));
+        assert!(missed.is_empty() && !gap);
+        drop(rx);
+        // Another node changed the organisation while nobody here watched: resuming must resync.
+        hub.skipped(org);
+        let (_rx, missed, gap) = hub.subscribe(org, Some(last));
+        assert!(missed.is_empty());
+        assert!(gap, "a stream resuming across a skipped change is told of the gap");
+        // And still after this node publishes again.
+        hub.publish(org, change(org));
+        let (_rx2, missed, gap) = hub.subscribe(org, Some(last));
+        assert_eq!(missed.len(), 1);
+        assert!(gap);
     }
 }

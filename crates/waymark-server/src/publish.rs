@@ -58,6 +58,10 @@ pub async fn publish_owned_results(state: &AppState, org: OrgId, results: Vec<It
 
 /// Publish the changes another node committed (from [`waymark_store::Store::remote_changes`]).
 pub fn publish_remote(state: &AppState, change: &RemoteChange) {
+    if change.skipped {
+        state.hub.skipped(change.org);
+        return;
+    }
     for item in &change.items {
         match item {
             RemoteItem::Session(r) => state.hub.publish(change.org, LiveChange::Session(Arc::new((**r).clone()))),

@@ -129,7 +129,7 @@ pub(crate) fn body_rejection(r: BytesRejection, limit: usize) -> ApiError {
 
 /// Parse a request body as JSON, with precise codes for the ways it can be wrong.
 pub(crate) fn parse_json_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
-    json_body(headers, body, |text| serde_json::from_str(text))
+    json_body(headers, body, serde_json::from_str)
 }
 
 /// A body of a JSON media type (or `text/plain`, which `sendBeacon` posts) parsed by `parse` from its text;

@@ -21,7 +21,8 @@ use waymark_domain::{ErrorCode, Rejection, Timestamp};
 #[allow(async_fn_in_trait)]
 pub trait JourneyTx {
     async fn load_customer(&mut self, org: OrgId, cookie: &CookieId) -> StoreResult<Option<CustomerState>>;
-    async fn save_customer(&mut self, org: OrgId, state: &CustomerState) -> StoreResult<()>;
+    /// Keep `state` as the customer's state (moved: the journey path has no use for it afterwards).
+    async fn save_customer(&mut self, org: OrgId, state: CustomerState) -> StoreResult<()>;
     async fn load_session(&mut self, org: OrgId, id: SessionId) -> StoreResult<Option<SessionRecord>>;
     async fn identifier_owner(&mut self, org: OrgId, id: &Identifier) -> StoreResult<Option<ContactId>>;
     async fn create_contact(
@@ -150,12 +151,12 @@ async fn apply_web<T: JourneyTx>(
         tx.upsert_session(org, Some(state.customer_id), contact, closed).await?;
     }
     tx.upsert_session(org, Some(state.customer_id), contact, &applied.session).await?;
-    tx.save_customer(org, &state).await?;
+    let (customer_id, total_events) = (state.customer_id, state.total_events);
+    tx.save_customer(org, state).await?;
 
-    let record =
-        |s: Session| SessionRecord { org, customer_id: Some(state.customer_id), contact_id: contact, session: s };
+    let record = |s: Session| SessionRecord { org, customer_id: Some(customer_id), contact_id: contact, session: s };
     Ok(ItemResult::Web(Box::new(WebStored {
-        customer_id: state.customer_id,
+        customer_id,
         contact_id: contact,
         event: applied.event,
         session: record(applied.session),
@@ -163,7 +164,7 @@ async fn apply_web<T: JourneyTx>(
         new_session: applied.new_session,
         derived,
         merged,
-        total_events: state.total_events,
+        total_events,
     })))
 }
 
@@ -340,7 +341,7 @@ async fn apply_conversation_event<T: JourneyTx>(
         }
         if relink || *created {
             state.version += 1;
-            tx.save_customer(org, state).await?;
+            tx.save_customer(org, state.clone()).await?;
         }
         customer = Some(state.customer_id);
     }
@@ -391,15 +392,11 @@ async fn apply_ping<T: JourneyTx>(
     state.version += 1;
     let derived = run_offers(tx, org, config, &mut state, OfferRun { event: None, page_url, scores, at }).await?;
     let offers = state.current.as_ref().map(|c| c.offers.deliverable(at).cloned().collect()).unwrap_or_default();
-    tx.upsert_session(org, Some(state.customer_id), state.contact_id, &session).await?;
-    tx.save_customer(org, &state).await?;
+    let (customer_id, contact_id) = (state.customer_id, state.contact_id);
+    tx.upsert_session(org, Some(customer_id), contact_id, &session).await?;
+    tx.save_customer(org, state).await?;
     Ok(ItemResult::Pinged {
-        session: Some(SessionRecord {
-            org,
-            customer_id: Some(state.customer_id),
-            contact_id: state.contact_id,
-            session,
-        }),
+        session: Some(SessionRecord { org, customer_id: Some(customer_id), contact_id, session }),
         offers,
         derived,
     })
@@ -524,11 +521,12 @@ async fn apply_action<T: JourneyTx>(tx: &mut T, org: OrgId, item: &ActionItem) -
     }
     let session = open.session.clone();
     state.version += 1;
-    tx.upsert_session(org, Some(state.customer_id), state.contact_id, &session).await?;
-    tx.save_customer(org, &state).await?;
+    let (customer_id, contact_id) = (state.customer_id, state.contact_id);
+    tx.upsert_session(org, Some(customer_id), contact_id, &session).await?;
+    tx.save_customer(org, state).await?;
     Ok(ItemResult::Action(Box::new(ActionStored {
         event,
-        session: SessionRecord { org, customer_id: Some(state.customer_id), contact_id: state.contact_id, session },
+        session: SessionRecord { org, customer_id: Some(customer_id), contact_id, session },
     })))
 }
 

@@ -162,4 +162,10 @@ pub trait Store: JourneyReads + Send + Sync + 'static {
     fn remote_changes(&self) -> Option<tokio::sync::broadcast::Receiver<std::sync::Arc<RemoteChange>>> {
         None
     }
+
+    /// Read other nodes' changes back only for organisations `interest` names (by default: all of them);
+    /// the others arrive as [`RemoteChange::skipped`]. A no-op on a single-node store.
+    fn watch_remote(&self, interest: RemoteInterest) {
+        let _ = interest;
+    }
 }

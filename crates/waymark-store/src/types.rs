@@ -277,7 +277,15 @@ pub struct StoreStats {
 pub struct RemoteChange {
     pub org: OrgId,
     pub items: Vec<RemoteItem>,
+    /// The changes were not read back: nobody on this node watches the organisation (see
+    /// [`crate::Store::watch_remote`]). Whoever keeps a replay of the organisation's changes must treat it
+    /// as a gap.
+    pub skipped: bool,
 }
+
+/// Whether this node has anyone watching an organisation's live changes; other nodes' changes to an
+/// organisation nobody watches here are not read back.
+pub type RemoteInterest = std::sync::Arc<dyn Fn(OrgId) -> bool + Send + Sync>;
 
 #[derive(Debug, Clone)]
 pub enum RemoteItem {

@@ -117,6 +117,14 @@ async fn handle(shared: &Shared, payload: &str) {
     if note.n == shared.node || shared.feed.receiver_count() == 0 {
         return;
     }
+    let org = OrgId(note.o);
+    let watched = shared.interest.read().as_ref().is_none_or(|watched| watched(org));
+    if !watched {
+        // Reading the rows back would cost this node as much as writing them cost the other one.
+        metrics::counter!("waymark_remote_changes_skipped_total").increment(1);
+        let _ = shared.feed.send(Arc::new(RemoteChange { org, items: Vec::new(), skipped: true }));
+        return;
+    }
     match fetch(shared, &note).await {
         Ok(change) => {
             metrics::counter!("waymark_remote_changes_total").increment(change.items.len() as u64);
@@ -182,7 +190,7 @@ async fn fetch(shared: &Shared, note: &Note) -> crate::StoreResult<RemoteChange>
             items.push(RemoteItem::Session(Box::new(rec.clone())));
         }
     }
-    Ok(RemoteChange { org, items })
+    Ok(RemoteChange { org, items, skipped: false })
 }
 
 #[cfg(test)]

@@ -89,6 +89,8 @@ pub(crate) struct Shared {
     pub channel: String,
     pub partitions: partitions::Partitions,
     pub feed: broadcast::Sender<Arc<RemoteChange>>,
+    /// Which organisations this node reads other nodes' changes back for (`None`: all).
+    pub interest: parking_lot::RwLock<Option<crate::RemoteInterest>>,
 }
 
 /// The PostgreSQL store.
@@ -178,6 +180,7 @@ impl PgStore {
             channel,
             partitions: partitions::Partitions::default(),
             feed: broadcast::channel(4096).0,
+            interest: parking_lot::RwLock::new(None),
         });
         migrate(&shared, POSTGRES).await?;
         partitions::load_existing(&shared).await?;
@@ -542,5 +545,9 @@ impl Store for PgStore {
 
     fn remote_changes(&self) -> Option<broadcast::Receiver<Arc<RemoteChange>>> {
         Some(self.shared.feed.subscribe())
+    }
+
+    fn watch_remote(&self, interest: crate::RemoteInterest) {
+        *self.shared.interest.write() = Some(interest);
     }
 }

@@ -58,7 +58,8 @@ pub(crate) struct PgTx<'a> {
     conversations: HashMap<Key, Option<StoredConversation>>,
     reserved_conversations: HashSet<Key>,
     saved_conversations: HashSet<Key>,
-    pending_customers: HashMap<Key, CustomerState>,
+    /// Customers saved since the last flush; their states are in `states`.
+    pending_customers: HashSet<Key>,
     pending_sessions: HashMap<Key, SessionRow>,
     pending_events: Vec<EventRow>,
     /// Event partitions found missing while flushing; the group is retried after creating them.
@@ -76,7 +77,7 @@ impl<'a> PgTx<'a> {
             conversations: HashMap::new(),
             reserved_conversations: HashSet::new(),
             saved_conversations: HashSet::new(),
-            pending_customers: HashMap::new(),
+            pending_customers: HashSet::new(),
             pending_sessions: HashMap::new(),
             pending_events: Vec::new(),
             missing_days: BTreeSet::new(),
@@ -158,7 +159,11 @@ impl<'a> PgTx<'a> {
                 (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
             let (mut created, mut updated, mut versions, mut states) =
                 (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-            for ((org, cookie), st) in rows {
+            for key in rows {
+                let Some(Some(st)) = self.states.get(&key) else {
+                    return Err(StoreError::Internal("a saved customer's state is missing".into()));
+                };
+                let (org, cookie) = key;
                 orgs.push(org.0);
                 cookies.push(cookie);
                 ids.push(st.customer_id.0);
@@ -166,7 +171,7 @@ impl<'a> PgTx<'a> {
                 created.push(st.created.unix_millis());
                 updated.push(st.current.as_ref().map_or(st.created, |c| c.last_at).unix_millis());
                 versions.push(st.version);
-                states.push(encode_state(&st)?);
+                states.push(encode_state(st)?);
             }
             execute(
                 self.t,
@@ -345,11 +350,11 @@ impl JourneyTx for PgTx<'_> {
         Ok(self.states.get(&key).cloned().flatten())
     }
 
-    async fn save_customer(&mut self, org: OrgId, state: &CustomerState) -> StoreResult<()> {
+    async fn save_customer(&mut self, org: OrgId, state: CustomerState) -> StoreResult<()> {
         let key = (org, state.cookie_id.as_str().to_string());
-        self.states.insert(key.clone(), Some(state.clone()));
         self.saved.insert(key.clone());
-        self.pending_customers.insert(key, state.clone());
+        self.pending_customers.insert(key.clone());
+        self.states.insert(key, Some(state));
         Ok(())
     }
 
@@ -452,7 +457,7 @@ impl JourneyTx for PgTx<'_> {
                 };
                 st.contact_id = Some(target);
                 st.version += 1;
-                self.save_customer(org, &st).await?;
+                self.save_customer(org, st).await?;
             }
             execute(
                 self.t,

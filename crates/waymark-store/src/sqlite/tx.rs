@@ -131,10 +131,10 @@ impl JourneyTx for SqliteTx<'_> {
         blob.map(|b| decode_state(&b)).transpose()
     }
 
-    async fn save_customer(&mut self, org: OrgId, state: &CustomerState) -> StoreResult<()> {
+    async fn save_customer(&mut self, org: OrgId, state: CustomerState) -> StoreResult<()> {
         let key = (org, state.cookie_id.as_str().to_string());
-        self.states.insert(key.clone(), state.clone());
-        self.dirty_customers.insert(key);
+        self.dirty_customers.insert(key.clone());
+        self.states.insert(key, state);
         Ok(())
     }
 
@@ -235,7 +235,7 @@ impl JourneyTx for SqliteTx<'_> {
                 };
                 st.contact_id = Some(target);
                 st.version += 1;
-                self.save_customer(org, &st).await?;
+                self.save_customer(org, st).await?;
             }
             // States cached from earlier jobs in this transaction also point at the merged contact.
             let stale: Vec<(OrgId, String)> = self

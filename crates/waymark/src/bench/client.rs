@@ -2,7 +2,7 @@
 //! a closed-loop driver — each connection sends its next request as soon as the previous one is answered —
 //! with per-request latency recorded after a warm-up, and a one-line progress report every second.
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
@@ -105,6 +105,19 @@ pub async fn closed_loop(
     label: &str,
     source: Arc<dyn RequestSource>,
 ) -> Result<LoadResult> {
+    closed_loop_on(&[addr], connections, warmup, measure, rate, label, source).await
+}
+
+/// [`closed_loop`] against several servers (nodes of one system): connection `c` talks to `addrs[c % n]`.
+pub async fn closed_loop_on(
+    addrs: &[SocketAddr],
+    connections: usize,
+    warmup: Duration,
+    measure: Duration,
+    rate: Option<f64>,
+    label: &str,
+    source: Arc<dyn RequestSource>,
+) -> Result<LoadResult> {
     let started = Instant::now();
     let measure_from = started + warmup;
     let end = measure_from + measure;
@@ -129,7 +142,11 @@ pub async fn closed_loop(
         })
     };
     let mut tasks = Vec::with_capacity(connections);
+    if addrs.is_empty() {
+        bail!("no server to load");
+    }
     for c in 0..connections {
+        let addr = addrs[c % addrs.len()];
         let source = source.clone();
         let done = done.clone();
         let per_conn_interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r.max(1e-3)));

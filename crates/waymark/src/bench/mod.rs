@@ -80,6 +80,10 @@ pub struct BenchArgs {
     /// SQLite durability of the server under test: `normal` or `full`.
     #[arg(long, default_value = "normal")]
     pub durability: String,
+    /// Servers sharing the store for `ingest-single` / `ingest-batch` (PostgreSQL only): the run measures one
+    /// node, then this many with the connections spread over them.
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
     /// PostgreSQL schema of the store under test (with `--store postgres://…`).
     #[arg(long)]
     pub pg_schema: Option<String>,

@@ -88,11 +88,74 @@ async fn health_events(addr: SocketAddr) -> Result<u64> {
     Ok(v["events"].as_u64().unwrap_or(0))
 }
 
-/// `ingest-single` and `ingest-batch`.
+/// What one ingest measurement gave.
+struct IngestRun {
+    rps: f64,
+    eps: f64,
+    lat: Latency,
+    /// Server CPU seconds per wall second, all nodes together.
+    cores: f64,
+}
+
+/// Load `nodes` servers on `setup`'s store for `args.seconds` after the warm-up (connections spread over
+/// the nodes) and report the figures in `section`, each line prefixed with `tag`.
+async fn measure_ingest(
+    args: &BenchArgs,
+    setup: &Setup,
+    nodes: usize,
+    batch: usize,
+    conns: usize,
+    tag: &str,
+    section: &mut Section,
+) -> Result<IngestRun> {
+    let servers = (0..nodes).map(|_| ServerProc::spawn(args, setup, &[])).collect::<Result<Vec<_>>>()?;
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    let rss_before: f64 = servers.iter().map(ServerProc::rss_mb).sum();
+    let cpu_before: f64 = servers.iter().map(ServerProc::cpu_secs).sum();
+    let bodies = Arc::new(EventBodies::new(batch, "b"));
+    let path = setup.webevents_path();
+    let source: Arc<dyn RequestSource> = {
+        let bodies = bodies.clone();
+        let addr = addrs[0];
+        // The address only names the Host header; each connection goes to its own node.
+        Arc::new(move |c: usize, n: u64| client::post(addr, &path, bodies.body(c, n), &[("origin", ORIGIN)]))
+    };
+    let label = if batch > 1 { "ingest-batch" } else { "ingest-single" };
+    let started = Instant::now();
+    let mut r =
+        client::closed_loop_on(&addrs, conns, WARMUP, Duration::from_secs(args.seconds), None, label, source).await?;
+    let wall = started.elapsed();
+    let cpu = servers.iter().map(ServerProc::cpu_secs).sum::<f64>() - cpu_before;
+    let rss_after: f64 = servers.iter().map(ServerProc::rss_mb).sum();
+    let rps = per_sec(r.ok, r.measured);
+    let lat = Latency::of(&mut r.latencies_us);
+    if r.failures() > 0 {
+        section.line(format!(
+            "{tag}FAILED requests: {:?}; first: {}",
+            r.failed,
+            r.first_failure.as_deref().unwrap_or("")
+        ));
+    }
+    let stored = health_events(addrs[0]).await?;
+    section.line(format!("{tag}acknowledged latency: {}", lat.describe()));
+    section.line(format!(
+        "{tag}events in the store after the run: {} (every acknowledged event, warm-up included, is counted)",
+        fmt_num(stored as f64)
+    ));
+    let cores = cpu / wall.as_secs_f64();
+    section.line(format!("{tag}server CPU: {cores:.2} cores busy on average (the load generator uses the rest)"));
+    section.line(format!("{tag}server RSS: {rss_before:.1} MB before, {rss_after:.1} MB after"));
+    Ok(IngestRun { rps, eps: rps * batch as f64, lat, cores })
+}
+
+/// `ingest-single` and `ingest-batch`; with `--nodes N` (PostgreSQL), one node first and then N nodes on the
+/// same database, the load spread over them.
 pub async fn ingest(args: &BenchArgs, batched: bool, section: &mut Section) -> Result<()> {
+    let nodes = args.nodes.max(1);
+    if nodes > 1 && !args.store.starts_with("postgres") {
+        bail!("several nodes share one store only on PostgreSQL: add --store postgres://…");
+    }
     let setup = Setup::new(args, |_, _, _| async { Ok(()) }).await?;
-    let server = ServerProc::spawn(args, &setup, &[])?;
-    let addr = server.addr;
     let batch = if batched { args.batch.max(1) } else { 1 };
     let conns = args.connections.unwrap_or(if batched { 16 } else { 64 });
     section.line(format!(
@@ -102,59 +165,54 @@ pub async fn ingest(args: &BenchArgs, batched: bool, section: &mut Section) -> R
         args.seconds,
         WARMUP.as_secs()
     ));
-    let rss_before = server.rss_mb();
-    let cpu_before = server.cpu_secs();
-    let bodies = Arc::new(EventBodies::new(batch, "b"));
-    let path = setup.webevents_path();
-    let source: Arc<dyn RequestSource> = {
-        let bodies = bodies.clone();
-        Arc::new(move |c: usize, n: u64| client::post(addr, &path, bodies.body(c, n), &[("origin", ORIGIN)]))
-    };
-    let label = if batched { "ingest-batch" } else { "ingest-single" };
-    let started = Instant::now();
-    let mut r =
-        client::closed_loop(addr, conns, WARMUP, Duration::from_secs(args.seconds), None, label, source).await?;
-    let wall = started.elapsed();
-    let cpu = server.cpu_secs() - cpu_before;
-    let rss_after = server.rss_mb();
-    let rps = per_sec(r.ok, r.measured);
-    let eps = rps * batch as f64;
-    let lat = Latency::of(&mut r.latencies_us);
-    if r.failures() > 0 {
-        section.line(format!("FAILED requests: {:?}; first: {}", r.failed, r.first_failure.as_deref().unwrap_or("")));
-    }
-    let stored = health_events(addr).await?;
-    section.line(format!("acknowledged latency: {}", lat.describe()));
-    section.line(format!(
-        "events in the store after the run: {} (every acknowledged event, warm-up included, is counted)",
-        fmt_num(stored as f64)
-    ));
-    section.line(format!(
-        "server CPU: {:.2} cores busy on average (the load generator uses the rest)",
-        cpu / wall.as_secs_f64()
-    ));
-    section.line(format!("server RSS: {rss_before:.1} MB before, {rss_after:.1} MB after"));
-    if batched {
-        section.judge("batched ingest", eps, "events/s", 150_000.0, true);
+    let one_tag = if nodes > 1 { "one node: " } else { "" };
+    let one = measure_ingest(args, &setup, 1, batch, conns, one_tag, section).await?;
+    let run = if nodes > 1 {
+        section.line(format!("one node: {} events/s, p99 {:.1} ms", fmt_num(one.eps), one.lat.p99_ms));
+        let tag = format!("{nodes} nodes: ");
+        let many = measure_ingest(args, &setup, nodes, batch, conns, &tag, section).await?;
+        section.line(format!(
+            "{nodes} nodes: {} events/s, p99 {:.1} ms; server CPU per event {:.1} µs (one node: {:.1} µs)",
+            fmt_num(many.eps),
+            many.lat.p99_ms,
+            many.cores * 1e6 / many.eps.max(1.0),
+            one.cores * 1e6 / one.eps.max(1.0)
+        ));
+        // Issue 8: several nodes ingest more than one.
+        section.judge(
+            &format!("{nodes} nodes' events/s"),
+            100.0 * many.eps / one.eps.max(1.0),
+            "% of one node's",
+            100.0,
+            true,
+        );
+        many
     } else {
-        section.judge("single-event ingest", rps, "req/s", 25_000.0, true);
+        one
+    };
+    if batched {
+        section.judge("batched ingest", run.eps, "events/s", 150_000.0, true);
+        if args.store.starts_with("postgres") {
+            section.judge("batched ingest into PostgreSQL (issue 8)", run.eps, "events/s", 40_000.0, true);
+        }
+    } else {
+        section.judge("single-event ingest", run.rps, "req/s", 25_000.0, true);
     }
-    section.judge("p99 acknowledgement", lat.p99_ms, "ms", 20.0, false);
-    drop(server);
+    section.judge("p99 acknowledgement", run.lat.p99_ms, "ms", 20.0, false);
     if !args.no_ceiling {
         let (bare_single, bare_batch) = ceiling::http(args, section).await?;
         let rows = ceiling::sqlite(section)?;
         if batched {
             section.line(format!(
                 "ratio: {:.0}% of the bare handler's events/s, {:.0}% of raw SQLite rows/s",
-                100.0 * eps / bare_batch.max(1.0),
-                100.0 * eps / rows.max(1.0)
+                100.0 * run.eps / bare_batch.max(1.0),
+                100.0 * run.eps / rows.max(1.0)
             ));
         } else {
             section.line(format!(
                 "ratio: {:.0}% of the bare handler's req/s, {:.0}% of raw SQLite rows/s",
-                100.0 * rps / bare_single.max(1.0),
-                100.0 * rps / rows.max(1.0)
+                100.0 * run.rps / bare_single.max(1.0),
+                100.0 * run.rps / rows.max(1.0)
             ));
         }
     }
