@@ -46,7 +46,7 @@ pub async fn http(args: &BenchArgs, section: &mut Section) -> Result<(f64, f64)>
             client::post(addr, &p, bodies.body(c, n), &[("origin", super::server::ORIGIN)])
         });
         let label = if batch == 1 { "ceiling single" } else { "ceiling batch" };
-        let mut r = client::closed_loop(addr, conns, Duration::from_secs(1), seconds, None, label, source).await?;
+        let mut r = client::closed_loop(&[addr], conns, Duration::from_secs(1), seconds, None, label, source).await?;
         let rps = per_sec(r.ok, r.measured);
         let lat = Latency::of(&mut r.latencies_us);
         section.line(format!(

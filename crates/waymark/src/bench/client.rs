@@ -97,19 +97,6 @@ impl<F: Fn(usize, u64) -> Request<Full<Bytes>> + Send + Sync + 'static> RequestS
 /// Drive `connections` closed-loop connections for `warmup + measure`, optionally throttled to `rate` requests/s
 /// in total (open loop per connection), printing progress labelled `label`.
 pub async fn closed_loop(
-    addr: SocketAddr,
-    connections: usize,
-    warmup: Duration,
-    measure: Duration,
-    rate: Option<f64>,
-    label: &str,
-    source: Arc<dyn RequestSource>,
-) -> Result<LoadResult> {
-    closed_loop_on(&[addr], connections, warmup, measure, rate, label, source).await
-}
-
-/// [`closed_loop`] against several servers (nodes of one system): connection `c` talks to `addrs[c % n]`.
-pub async fn closed_loop_on(
     addrs: &[SocketAddr],
     connections: usize,
     warmup: Duration,

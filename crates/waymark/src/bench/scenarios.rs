@@ -123,7 +123,7 @@ async fn measure_ingest(
     let label = if batch > 1 { "ingest-batch" } else { "ingest-single" };
     let started = Instant::now();
     let mut r =
-        client::closed_loop_on(&addrs, conns, WARMUP, Duration::from_secs(args.seconds), None, label, source).await?;
+        client::closed_loop(&addrs, conns, WARMUP, Duration::from_secs(args.seconds), None, label, source).await?;
     let wall = started.elapsed();
     let cpu = servers.iter().map(ServerProc::cpu_secs).sum::<f64>() - cpu_before;
     let rss_after: f64 = servers.iter().map(ServerProc::rss_mb).sum();
@@ -428,7 +428,7 @@ pub async fn reads(args: &BenchArgs, section: &mut Section) -> Result<()> {
             client::get(addr, &template.replace("{s}", s), &token)
         });
         let mut r = client::closed_loop(
-            addr,
+            &[addr],
             conns,
             Duration::from_secs(1),
             Duration::from_secs(args.seconds),
@@ -563,7 +563,7 @@ async fn publish_marked(
         book.sent.lock().insert(s, Instant::now());
         client::post(addr, &path, body, &[("origin", ORIGIN)])
     });
-    let r = client::closed_loop(addr, 8, Duration::ZERO, dur, Some(rate), "publish", source).await?;
+    let r = client::closed_loop(&[addr], 8, Duration::ZERO, dur, Some(rate), "publish", source).await?;
     if r.failures() > 0 {
         bail!("publishing failed: {:?}: {}", r.failed, r.first_failure.unwrap_or_default());
     }
@@ -689,9 +689,10 @@ pub async fn soak(args: &BenchArgs, section: &mut Section) -> Result<()> {
         let s3: Arc<dyn RequestSource> = Arc::new(move |_c: usize, _n: u64| {
             client::get(addr, "/api/v2/journey/customers/cookie/soak-1/sessions", &tk)
         });
-        let ingest = client::closed_loop(addr, 16, Duration::ZERO, window, Some(2000.0), "soak single", s1);
-        let batches = client::closed_loop(addr, 2, Duration::ZERO, window, Some(20.0), "soak batch", s2);
-        let readers = client::closed_loop(addr, 4, Duration::ZERO, window, Some(200.0), "soak reads", s3);
+        let node = [addr];
+        let ingest = client::closed_loop(&node, 16, Duration::ZERO, window, Some(2000.0), "soak single", s1);
+        let batches = client::closed_loop(&node, 2, Duration::ZERO, window, Some(20.0), "soak batch", s2);
+        let readers = client::closed_loop(&node, 4, Duration::ZERO, window, Some(200.0), "soak reads", s3);
         let live = publish_marked(addr, path.clone(), 100, 20.0, window, book.clone(), "soak");
         let (ri, rb, rr, rl) = tokio::join!(ingest, batches, readers, live);
         let (mut ri, rb, mut rr) = (ri?, rb?, rr?);
