@@ -210,7 +210,7 @@ impl Predictions {
             tracing::warn!(error = %e, session = %stored.session.session.id, "scoring a session failed");
         }
         if let Some(closed) = &stored.closed {
-            self.session_ended(closed.clone());
+            self.session_ended(SessionRecord::clone(closed));
         }
     }
 
@@ -252,7 +252,7 @@ impl Predictions {
         };
         metrics::histogram!("waymark_scoring_seconds").record(started.elapsed().as_secs_f64());
         let body = scores_json(&outcomes, &live);
-        state.hub.publish(org, LiveChange::Scores { record: Arc::new(rec.clone()), scores: Arc::new(body) });
+        state.hub.publish(org, LiveChange::Scores { record: rec.clone(), scores: Arc::new(body) });
         Ok(())
     }
 

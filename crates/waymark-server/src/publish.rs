@@ -21,9 +21,9 @@ pub async fn publish_owned_results(state: &AppState, org: OrgId, results: Vec<It
                 state.predictions.after_web_event(state, org, &stored).await;
                 let stored = *stored;
                 if let Some(closed) = stored.closed {
-                    state.hub.publish(org, LiveChange::Session(Arc::new(closed)));
+                    state.hub.publish(org, LiveChange::Session(closed));
                 }
-                let record = Arc::new(stored.session);
+                let record = stored.session;
                 state.hub.publish(org, LiveChange::Event { record: record.clone(), event: Arc::new(stored.event) });
                 for d in stored.derived {
                     state.hub.publish(org, LiveChange::Event { record: record.clone(), event: Arc::new(d) });

@@ -7,6 +7,7 @@
 use crate::types::*;
 use crate::{StoreError, StoreResult};
 use std::collections::HashMap;
+use std::sync::Arc;
 use waymark_domain::conversation::{Inserted, journey_event};
 use waymark_domain::event::{Event, EventType};
 use waymark_domain::identity::{Identifier, LinkPlan, TraitIdentity, plan_link};
@@ -20,9 +21,18 @@ use waymark_domain::{ErrorCode, Rejection, Timestamp};
 /// The reads and writes the journey logic needs inside one transaction.
 #[allow(async_fn_in_trait)]
 pub trait JourneyTx {
+    /// The customer's state. A backend may move it out of its own buffer rather than copy it: the caller gives
+    /// it back with [`JourneyTx::save_customer`] (changed) or [`JourneyTx::keep_customer`] (unchanged), unless
+    /// it fails the transaction.
     async fn load_customer(&mut self, org: OrgId, cookie: &CookieId) -> StoreResult<Option<CustomerState>>;
     /// Keep `state` as the customer's state (moved: the journey path has no use for it afterwards).
     async fn save_customer(&mut self, org: OrgId, state: CustomerState) -> StoreResult<()>;
+    /// Give back a state [`JourneyTx::load_customer`] returned, unchanged. A state saved since (a merge of
+    /// contacts saves the customers it relinks) is newer and stays.
+    async fn keep_customer(&mut self, org: OrgId, state: CustomerState) -> StoreResult<()> {
+        let _ = (org, state);
+        Ok(())
+    }
     async fn load_session(&mut self, org: OrgId, id: SessionId) -> StoreResult<Option<SessionRecord>>;
     async fn identifier_owner(&mut self, org: OrgId, id: &Identifier) -> StoreResult<Option<ContactId>>;
     async fn create_contact(
@@ -53,13 +63,9 @@ pub trait JourneyTx {
     /// Point a customer and all its sessions at a contact.
     async fn link_customer(&mut self, org: OrgId, customer: CustomerId, contact: ContactId) -> StoreResult<()>;
     async fn insert_event(&mut self, org: OrgId, event: &Event) -> StoreResult<()>;
-    async fn upsert_session(
-        &mut self,
-        org: OrgId,
-        customer: Option<CustomerId>,
-        contact: Option<ContactId>,
-        session: &Session,
-    ) -> StoreResult<()>;
+    /// Insert or replace a session row. The record is shared, not copied: the web path hands the same record
+    /// to its result (the session is written without `externalContact`, which is the `contact_id` column).
+    async fn upsert_session(&mut self, record: Arc<SessionRecord>) -> StoreResult<()>;
     /// A conversation's stored events and session, or its tombstone.
     async fn load_conversation(&mut self, org: OrgId, conversation_id: &str)
     -> StoreResult<Option<StoredConversation>>;
@@ -113,6 +119,7 @@ async fn apply_web<T: JourneyTx>(
                 contact_id: state.contact_id,
                 session: with_contact_ref(c.session.clone(), state.contact_id),
             });
+            tx.keep_customer(org, state).await?;
             return Ok(ItemResult::Duplicate { session });
         }
         let window = config.client_event_window_secs.unwrap_or(DEFAULT_CLIENT_EVENT_WINDOW_SECS);
@@ -146,21 +153,26 @@ async fn apply_web<T: JourneyTx>(
             .await?,
         );
     }
-    if let Some(closed) = applied.closed.as_mut() {
-        closed.external_contact = None;
-        tx.upsert_session(org, Some(state.customer_id), contact, closed).await?;
-    }
-    tx.upsert_session(org, Some(state.customer_id), contact, &applied.session).await?;
     let (customer_id, total_events) = (state.customer_id, state.total_events);
+    let record =
+        |s: Session| Arc::new(SessionRecord { org, customer_id: Some(customer_id), contact_id: contact, session: s });
+    let closed = applied.closed.map(|mut c| {
+        c.external_contact = None;
+        record(c)
+    });
+    if let Some(c) = &closed {
+        tx.upsert_session(c.clone()).await?;
+    }
+    let session = record(applied.session);
+    tx.upsert_session(session.clone()).await?;
     tx.save_customer(org, state).await?;
 
-    let record = |s: Session| SessionRecord { org, customer_id: Some(customer_id), contact_id: contact, session: s };
     Ok(ItemResult::Web(Box::new(WebStored {
         customer_id,
         contact_id: contact,
         event: applied.event,
-        session: record(applied.session),
-        closed: applied.closed.map(record),
+        session,
+        closed,
         new_session: applied.new_session,
         derived,
         merged,
@@ -322,7 +334,7 @@ async fn apply_conversation_event<T: JourneyTx>(
     let address = ev.address.clone().unwrap_or_default();
     let identity = TraitIdentity { identifiers: address.identifiers(), ..Default::default() };
     let mut known: Vec<ContactId> = contact.into_iter().chain(address.contact_id).collect();
-    let mut web_customer = match &address.cookie_id {
+    let web_customer = match &address.cookie_id {
         Some(cookie) => Some(match tx.load_customer(org, cookie).await? {
             Some(s) => (s, false),
             None => (CustomerState::new(CustomerId(new_uuid(ev.at)), cookie.clone(), ev.at), true),
@@ -333,17 +345,19 @@ async fn apply_conversation_event<T: JourneyTx>(
         known.extend(state.contact_id);
     }
     let (target, merged) = resolve_contact(tx, org, &known, &identity, ev.at).await?;
-    if let Some((state, created)) = web_customer.as_mut() {
+    if let Some((mut state, created)) = web_customer {
         let relink = target.is_some() && state.contact_id != target;
         if let (true, Some(t)) = (relink, target) {
             tx.link_customer(org, state.customer_id, t).await?;
             state.contact_id = Some(t);
         }
-        if relink || *created {
-            state.version += 1;
-            tx.save_customer(org, state.clone()).await?;
-        }
         customer = Some(state.customer_id);
+        if relink || created {
+            state.version += 1;
+            tx.save_customer(org, state).await?;
+        } else {
+            tx.keep_customer(org, state).await?;
+        }
     }
     contact = target.or(contact);
 
@@ -352,7 +366,8 @@ async fn apply_conversation_event<T: JourneyTx>(
     };
     let event = journey_event(ev, &session, EventId(new_uuid(ev.at)).to_string());
     tx.insert_event(org, &event).await?;
-    tx.upsert_session(org, customer, contact, &session).await?;
+    let row = SessionRecord { org, customer_id: customer, contact_id: contact, session: session.clone() };
+    tx.upsert_session(Arc::new(row)).await?;
     conv.updated = conv.updated.max(ev.at);
     tx.save_conversation(org, &conv).await?;
     Ok(ItemResult::Conversation(Box::new(ConversationStored {
@@ -382,10 +397,13 @@ async fn apply_ping<T: JourneyTx>(
         return Ok(nothing());
     };
     let timeout_ms = config.session.inactivity_timeout_secs * 1000;
-    let Some(open) = state.current.as_mut() else { return Ok(nothing()) };
-    if open.session.ended_date.is_some() || at.millis_since(open.last_at) > timeout_ms || at < open.first_at {
+    let live = state.current.as_ref().is_some_and(|open| {
+        open.session.ended_date.is_none() && at.millis_since(open.last_at) <= timeout_ms && at >= open.first_at
+    });
+    let Some(open) = state.current.as_mut().filter(|_| live) else {
+        tx.keep_customer(org, state).await?;
         return Ok(nothing());
-    }
+    };
     open.last_at = open.last_at.max(at);
     open.session.touch(at);
     let session = open.session.clone();
@@ -393,7 +411,8 @@ async fn apply_ping<T: JourneyTx>(
     let derived = run_offers(tx, org, config, &mut state, OfferRun { event: None, page_url, scores, at }).await?;
     let offers = state.current.as_ref().map(|c| c.offers.deliverable(at).cloned().collect()).unwrap_or_default();
     let (customer_id, contact_id) = (state.customer_id, state.contact_id);
-    tx.upsert_session(org, Some(customer_id), contact_id, &session).await?;
+    let row = SessionRecord { org, customer_id: Some(customer_id), contact_id, session: session.clone() };
+    tx.upsert_session(Arc::new(row)).await?;
     tx.save_customer(org, state).await?;
     Ok(ItemResult::Pinged {
         session: Some(SessionRecord { org, customer_id: Some(customer_id), contact_id, session }),
@@ -485,13 +504,45 @@ async fn apply_action<T: JourneyTx>(tx: &mut T, org: OrgId, item: &ActionItem) -
         return Ok(unknown_session());
     };
     let Some(mut state) = tx.load_customer(org, &cookie).await? else { return Ok(unknown_session()) };
+    let (event, session) = match report_action(tx, org, item, &mut state).await? {
+        Ok(reported) => reported,
+        Err(refused) => {
+            tx.keep_customer(org, state).await?;
+            return Ok(refused);
+        }
+    };
+    state.version += 1;
+    let (customer_id, contact_id) = (state.customer_id, state.contact_id);
+    let row = SessionRecord { org, customer_id: Some(customer_id), contact_id, session: session.clone() };
+    tx.upsert_session(Arc::new(row)).await?;
+    tx.save_customer(org, state).await?;
+    Ok(ItemResult::Action(Box::new(ActionStored {
+        event,
+        session: SessionRecord { org, customer_id: Some(customer_id), contact_id, session },
+    })))
+}
+
+/// Record the offer state in `state`'s session that received the offer, and store the `WebActionEvent` when
+/// the state changed. Returns that event and the session, or the answer refusing the report.
+async fn report_action<T: JourneyTx>(
+    tx: &mut T,
+    org: OrgId,
+    item: &ActionItem,
+    state: &mut CustomerState,
+) -> StoreResult<Result<(Option<Event>, Session), ItemResult>> {
     let sid = item.session_id.to_string();
     let is_current = state.current.as_ref().is_some_and(|c| c.session.id == sid);
     let open = if is_current { state.current.as_mut() } else { state.previous.as_mut() };
-    let Some(open) = open.filter(|o| o.session.id == sid) else { return Ok(unknown_session()) };
+    let Some(open) = open.filter(|o| o.session.id == sid) else {
+        return Ok(Err(ItemResult::Rejected(Rejection::at(
+            ErrorCode::NotFound,
+            "sessionId",
+            "no such web session; use the sessionId the ping returned with the action",
+        ))));
+    };
     let reported = match open.offers.report(&item.action_id, item.state, item.at) {
         Ok(r) => r,
-        Err(r) => return Ok(ItemResult::Rejected(r)),
+        Err(r) => return Ok(Err(ItemResult::Rejected(r))),
     };
     let mut event = None;
     if reported.changed {
@@ -519,15 +570,7 @@ async fn apply_action<T: JourneyTx>(tx: &mut T, org: OrgId, item: &ActionItem) -
             open.session.touch(item.at);
         }
     }
-    let session = open.session.clone();
-    state.version += 1;
-    let (customer_id, contact_id) = (state.customer_id, state.contact_id);
-    tx.upsert_session(org, Some(customer_id), contact_id, &session).await?;
-    tx.save_customer(org, state).await?;
-    Ok(ItemResult::Action(Box::new(ActionStored {
-        event,
-        session: SessionRecord { org, customer_id: Some(customer_id), contact_id, session },
-    })))
+    Ok(Ok((event, open.session.clone())))
 }
 
 /// First byte of a compressed customer state (a JSON state starts with `{`).

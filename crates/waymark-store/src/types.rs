@@ -154,8 +154,9 @@ pub struct WebStored {
     pub customer_id: CustomerId,
     pub contact_id: Option<ContactId>,
     pub event: Event,
-    pub session: SessionRecord,
-    pub closed: Option<SessionRecord>,
+    /// The session as written (shared with the store's write buffer, and then with the live messages).
+    pub session: Arc<SessionRecord>,
+    pub closed: Option<Arc<SessionRecord>>,
     pub new_session: bool,
     /// Events derived from this one (segment assignments, outcome achievements), already stored.
     pub derived: Vec<Event>,

@@ -15,6 +15,7 @@ use crate::ingest::{
 use crate::types::*;
 use crate::{Record, StoreError, StoreResult};
 use deadpool_postgres::{GenericClient, Transaction};
+use std::sync::Arc;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
@@ -27,14 +28,6 @@ use waymark_domain::session::Session;
 use waymark_domain::web_event::CookieId;
 
 type Key = (OrgId, String);
-
-struct SessionRow {
-    customer: Option<CustomerId>,
-    contact: Option<ContactId>,
-    /// The conversation id of a conversation session (unique per organisation).
-    external_key: Option<String>,
-    session: Session,
-}
 
 struct EventRow {
     org: Uuid,
@@ -60,7 +53,7 @@ pub(crate) struct PgTx<'a> {
     saved_conversations: HashSet<Key>,
     /// Customers saved since the last flush; their states are in `states`.
     pending_customers: HashSet<Key>,
-    pending_sessions: HashMap<Key, SessionRow>,
+    pending_sessions: HashMap<Key, Arc<SessionRecord>>,
     pending_events: Vec<EventRow>,
     /// Event partitions found missing while flushing; the group is retried after creating them.
     pub missing_days: BTreeSet<i64>,
@@ -203,14 +196,15 @@ impl<'a> PgTx<'a> {
                 let s = &row.session;
                 orgs.push(org.0);
                 ids.push(id);
-                customers.push(row.customer.map(|c| c.0));
-                contacts.push(row.contact.map(|c| c.0));
+                customers.push(row.customer_id.map(|c| c.0));
+                contacts.push(row.contact_id.map(|c| c.0));
                 types.push(s.session_type.as_str());
                 created.push(s.created_date.unix_millis());
                 last.push(s.last_activity_date.unwrap_or(s.created_date).unix_millis());
                 ended.push(s.ended_date.is_some());
                 bodies.push(encode_session(s)?);
-                external.push(row.external_key);
+                // A conversation session is keyed by its conversation id too (unique per organisation).
+                external.push(s.conversation.as_ref().map(|c| c.id.clone()));
             }
             execute(
                 self.t,
@@ -363,9 +357,9 @@ impl JourneyTx for PgTx<'_> {
         if let Some(row) = self.pending_sessions.get(&(org, sid.clone())) {
             return Ok(Some(SessionRecord {
                 org,
-                customer_id: row.customer,
-                contact_id: row.contact,
-                session: with_contact_ref(row.session.clone(), row.contact),
+                customer_id: row.customer_id,
+                contact_id: row.contact_id,
+                session: with_contact_ref(row.session.clone(), row.contact_id),
             }));
         }
         read::session(self.t, org, &sid).await
@@ -499,19 +493,8 @@ impl JourneyTx for PgTx<'_> {
         Ok(())
     }
 
-    async fn upsert_session(
-        &mut self,
-        org: OrgId,
-        customer: Option<CustomerId>,
-        contact: Option<ContactId>,
-        session: &Session,
-    ) -> StoreResult<()> {
-        // A conversation session is keyed by its conversation id too (unique per organisation).
-        let external_key = session.conversation.as_ref().map(|c| c.id.clone());
-        self.pending_sessions.insert(
-            (org, session.id.clone()),
-            SessionRow { customer, contact, external_key, session: session.clone() },
-        );
+    async fn upsert_session(&mut self, record: Arc<SessionRecord>) -> StoreResult<()> {
+        self.pending_sessions.insert((record.org, record.session.id.clone()), record);
         Ok(())
     }
 

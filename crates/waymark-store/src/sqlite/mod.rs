@@ -352,8 +352,9 @@ pub(crate) struct StateCache {
 }
 
 impl StateCache {
-    fn get(&self, key: &CustomerKey) -> Option<&CustomerState> {
-        self.map.get(key)
+    /// Move a state out (the journey path puts it back after the commit, changed or not).
+    fn take(&mut self, key: &CustomerKey) -> Option<CustomerState> {
+        self.map.remove(key)
     }
 
     fn put(&mut self, key: CustomerKey, state: CustomerState) {
@@ -505,8 +506,8 @@ fn apply_batch(t: &mut tx::SqliteTx<'_>, batch: &IngestBatch) -> StoreResult<Vec
 /// Apply jobs as one unit through one [`tx::SqliteTx`], writing the buffered rows at the end.
 fn apply_unit<'b>(
     conn: &Connection,
-    cache: &StateCache,
-    written: &HashMap<CustomerKey, CustomerState>,
+    cache: &mut StateCache,
+    written: &mut HashMap<CustomerKey, CustomerState>,
     states: &mut HashMap<CustomerKey, CustomerState>,
     batches: impl Iterator<Item = &'b IngestBatch>,
 ) -> StoreResult<Vec<Vec<ItemResult>>> {
@@ -524,7 +525,7 @@ fn apply_unit<'b>(
 /// rolled back and begun again to undo it.
 fn apply_ingest_run(
     conn: &Connection,
-    cache: &StateCache,
+    cache: &mut StateCache,
     written: &mut HashMap<CustomerKey, CustomerState>,
     run: Vec<(IngestBatch, oneshot::Sender<StoreResult<Vec<ItemResult>>>)>,
     pending: &mut Vec<Pending>,

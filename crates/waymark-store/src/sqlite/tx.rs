@@ -13,6 +13,7 @@ use crate::types::*;
 use crate::{Record, RecordKind, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use waymark_domain::Timestamp;
 use waymark_domain::event::Event;
 use waymark_domain::identity::{Identifier, TraitIdentity};
@@ -23,23 +24,19 @@ use waymark_domain::web_event::CookieId;
 
 type Key = (OrgId, String);
 
-/// A session row waiting for the end of the run.
-struct PendingSession {
-    customer: Option<CustomerId>,
-    contact: Option<ContactId>,
-    session: Session,
-}
-
 pub(crate) struct SqliteTx<'a> {
     conn: &'a Connection,
-    cache: &'a StateCache,
+    /// Committed states. [`JourneyTx::load_customer`] moves a state out of this cache (or out of `written` or
+    /// `states`) instead of copying it, since its row holds the same state: the journey path gives it back
+    /// through `states`, and a run that fails loses nothing a reload from the table cannot restore.
+    cache: &'a mut StateCache,
     /// States written by earlier runs of this transaction.
-    written: &'a HashMap<Key, CustomerState>,
+    written: &'a mut HashMap<Key, CustomerState>,
     /// States saved by this run (the writer moves them into `written` when the run is released).
     states: &'a mut HashMap<Key, CustomerState>,
     /// Keys of `states` not yet written to the table.
     dirty_customers: HashSet<Key>,
-    pending_sessions: HashMap<Key, PendingSession>,
+    pending_sessions: HashMap<Key, Arc<SessionRecord>>,
 }
 
 fn org_key(org: OrgId) -> String {
@@ -53,8 +50,8 @@ pub(crate) const CUSTOMER_UPDATED_SLACK_MS: i64 = 3_600_000;
 impl<'a> SqliteTx<'a> {
     pub(crate) fn new(
         conn: &'a Connection,
-        cache: &'a StateCache,
-        written: &'a HashMap<Key, CustomerState>,
+        cache: &'a mut StateCache,
+        written: &'a mut HashMap<Key, CustomerState>,
         states: &'a mut HashMap<Key, CustomerState>,
     ) -> Self {
         SqliteTx { conn, cache, written, states, dirty_customers: HashSet::new(), pending_sessions: HashMap::new() }
@@ -63,8 +60,8 @@ impl<'a> SqliteTx<'a> {
     /// Write the buffered session and customer rows, once per key.
     pub(crate) fn flush(&mut self) -> StoreResult<()> {
         for ((org, _), row) in std::mem::take(&mut self.pending_sessions) {
-            let external_key = row.session.conversation.as_ref().map(|c| c.id.clone());
-            upsert_session_row(self.conn, org, row.customer, row.contact, &row.session, external_key.as_deref())?;
+            let external_key = row.session.conversation.as_ref().map(|c| c.id.as_str());
+            upsert_session_row(self.conn, org, row.customer_id, row.contact_id, &row.session, external_key)?;
         }
         for key in std::mem::take(&mut self.dirty_customers) {
             if let Some(state) = self.states.get(&key) {
@@ -119,8 +116,10 @@ fn write_customer(conn: &Connection, org: OrgId, state: &CustomerState) -> Store
 impl JourneyTx for SqliteTx<'_> {
     async fn load_customer(&mut self, org: OrgId, cookie: &CookieId) -> StoreResult<Option<CustomerState>> {
         let key = (org, cookie.as_str().to_string());
-        if let Some(s) = self.states.get(&key).or_else(|| self.written.get(&key)).or_else(|| self.cache.get(&key)) {
-            return Ok(Some(s.clone()));
+        if let Some(s) =
+            self.states.remove(&key).or_else(|| self.written.remove(&key)).or_else(|| self.cache.take(&key))
+        {
+            return Ok(Some(s));
         }
         let mut stmt = self
             .conn
@@ -138,13 +137,19 @@ impl JourneyTx for SqliteTx<'_> {
         Ok(())
     }
 
+    async fn keep_customer(&mut self, org: OrgId, state: CustomerState) -> StoreResult<()> {
+        // Not dirty: the row already holds it (unless a save since made a newer one, which stays).
+        self.states.entry((org, state.cookie_id.as_str().to_string())).or_insert(state);
+        Ok(())
+    }
+
     async fn load_session(&mut self, org: OrgId, id: SessionId) -> StoreResult<Option<SessionRecord>> {
         if let Some(p) = self.pending_sessions.get(&(org, id.to_string())) {
             return Ok(Some(SessionRecord {
                 org,
-                customer_id: p.customer,
-                contact_id: p.contact,
-                session: with_contact_ref(p.session.clone(), p.contact),
+                customer_id: p.customer_id,
+                contact_id: p.contact_id,
+                session: with_contact_ref(p.session.clone(), p.contact_id),
             }));
         }
         super::read::session(self.conn, org, id)
@@ -297,14 +302,8 @@ impl JourneyTx for SqliteTx<'_> {
         Ok(())
     }
 
-    async fn upsert_session(
-        &mut self,
-        org: OrgId,
-        customer: Option<CustomerId>,
-        contact: Option<ContactId>,
-        s: &Session,
-    ) -> StoreResult<()> {
-        self.pending_sessions.insert((org, s.id.clone()), PendingSession { customer, contact, session: s.clone() });
+    async fn upsert_session(&mut self, record: Arc<SessionRecord>) -> StoreResult<()> {
+        self.pending_sessions.insert((record.org, record.session.id.clone()), record);
         Ok(())
     }
 
