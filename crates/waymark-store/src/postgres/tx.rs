@@ -15,8 +15,8 @@ use crate::ingest::{
 use crate::types::*;
 use crate::{Record, StoreError, StoreResult};
 use deadpool_postgres::{GenericClient, Transaction};
-use std::sync::Arc;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 use waymark_domain::Timestamp;

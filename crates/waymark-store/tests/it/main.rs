@@ -13,7 +13,7 @@ use waymark_domain::limits::InputLimits;
 use waymark_domain::web_event::{CookieId, WebEventRequest, parse_web_event};
 use waymark_store::postgres::{PgConfig, PgStore};
 use waymark_store::sqlite::{SqliteConfig, SqliteStore};
-use waymark_store::{IngestBatch, IngestItem, ItemResult, JourneyConfig, Store, WebItem};
+use waymark_store::{IngestBatch, IngestItem, ItemResult, JourneyConfig, SessionPage, Store, WebItem};
 
 fn pg_url() -> String {
     std::env::var("WAYMARK_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
@@ -74,12 +74,18 @@ fn now() -> Timestamp {
 
 /// A web event for `cookie` at `at` (parsed as if the server's clock said `at`).
 fn web(org: OrgId, cookie: &str, path: &str, at: Timestamp) -> IngestItem {
+    web_sent(org, cookie, path, at, None)
+}
+
+/// [`web`] with the tracker's `clientEventId`.
+fn web_sent(org: OrgId, cookie: &str, path: &str, at: Timestamp, client_event_id: Option<&str>) -> IngestItem {
     let deployment = Deployment::new(org, DeploymentId::new_v7(at), "test");
     let req: WebEventRequest = serde_json::from_value(serde_json::json!({
         "customerCookieId": cookie,
         "eventName": "page_viewed",
         "page": {"url": format!("https://shop.example{path}"), "title": "Page"},
         "createdDate": at.to_iso(),
+        "clientEventId": client_event_id,
     }))
     .unwrap();
     let event = parse_web_event(req, &deployment, &InputLimits::default(), at, None, None).unwrap();
@@ -88,6 +94,51 @@ fn web(org: OrgId, cookie: &str, path: &str, at: Timestamp) -> IngestItem {
 
 fn batch(org: OrgId, items: Vec<IngestItem>) -> IngestBatch {
     IngestBatch { org, config: Arc::new(JourneyConfig::default()), items }
+}
+
+/// A retried event is answered from the customer's state without changing it; the events after it, in the same
+/// batch and in later ones, still find that state (the SQLite writer moves states out of its cache instead of
+/// copying them, and a duplicate must give the state back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_event_leaves_the_customer_state_for_the_events_after_it() {
+    for (store, _schema, _dir) in both().await {
+        let org = OrgId::new_v7(now());
+        let t = now();
+        let session_of = |r: &ItemResult| match r {
+            ItemResult::Web(w) => (w.session.session.id.clone(), w.session.session.event_count),
+            ItemResult::Duplicate { session: Some(s) } => (s.session.id.clone(), -1),
+            other => panic!("{}: unexpected result {other:?}", store.backend()),
+        };
+        let first = store.ingest(batch(org, vec![web_sent(org, "v", "/a", t, Some("x"))])).await.unwrap();
+        let (sid, count) = session_of(&first[0]);
+        assert_eq!(count, 1);
+        let second = store
+            .ingest(batch(
+                org,
+                vec![
+                    web_sent(org, "v", "/a", t, Some("x")),
+                    web_sent(org, "v", "/b", t.plus_millis(1000), Some("y")),
+                    web_sent(org, "v", "/b", t.plus_millis(1000), Some("y")),
+                ],
+            ))
+            .await
+            .unwrap();
+        let got: Vec<_> = second.iter().map(session_of).collect();
+        assert_eq!(got, vec![(sid.clone(), -1), (sid.clone(), 2), (sid.clone(), -1)], "{}", store.backend());
+        let third = store.ingest(batch(org, vec![web_sent(org, "v", "/c", t.plus_millis(2000), None)])).await.unwrap();
+        assert_eq!(session_of(&third[0]), (sid.clone(), 3), "{}", store.backend());
+        let customer = store.get_customer(org, &CookieId::parse("v").unwrap()).await.unwrap().unwrap();
+        let sessions = store
+            .customer_sessions(
+                org,
+                &CookieId::parse("v").unwrap(),
+                &SessionPage { since: t.minus_secs(3600), before: None, limit: 10 },
+            )
+            .await
+            .unwrap();
+        assert_eq!(sessions.len(), 1, "{}: one session: {customer:?}", store.backend());
+        assert_eq!(sessions[0].session.event_count, 3, "{}", store.backend());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
