@@ -89,9 +89,6 @@ pub struct OpenSession {
     pub source: Option<MarketingSource>,
     #[serde(default)]
     pub rules: RuleState,
-    /// Names of the events so far, in order (bounded), for prediction features.
-    #[serde(default)]
-    pub path: Vec<String>,
     /// The offer engine's memory for this session (offers made, caps, blocks recorded).
     #[serde(default, skip_serializing_if = "SessionOffers::is_empty")]
     pub offers: SessionOffers,
@@ -278,7 +275,6 @@ pub fn apply_web_event(
             last_at: at,
             source: source.clone(),
             rules: RuleState::default(),
-            path: Vec::new(),
             offers: SessionOffers::default(),
         });
     }
@@ -304,9 +300,6 @@ pub fn apply_web_event(
     let is_latest = at >= open.last_at;
     open.first_at = open.first_at.min(at);
     open.last_at = open.last_at.max(at);
-    if open.path.len() < 256 {
-        open.path.push(ev.event_name.as_str().to_string());
-    }
     let s = &mut open.session;
     s.created_date = s.created_date.min(at);
     s.event_count += 1;
@@ -456,6 +449,18 @@ mod tests {
 
     fn apply(st: &mut CustomerState, e: &WebEvent, idgen: &mut impl FnMut(Timestamp) -> uuid::Uuid) -> WebApplied {
         apply_web_event(st, e, &Enrichment::default(), &SessionRules::default(), TraitIdentity::default(), idgen)
+    }
+
+    #[test]
+    fn a_state_stored_with_the_old_event_name_path_still_loads() {
+        let mut st = state();
+        let mut idgen = ids();
+        apply(&mut st, &ev(0, "https://shop.example/a", None), &mut idgen);
+        let mut json = serde_json::to_value(&st).unwrap();
+        // Stores written before the path was dropped hold the session's event names.
+        json["current"]["path"] = serde_json::json!(["page_viewed"]);
+        let loaded: CustomerState = serde_json::from_value(json).unwrap();
+        assert_eq!(loaded, st);
     }
 
     #[test]

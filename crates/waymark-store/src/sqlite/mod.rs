@@ -182,7 +182,11 @@ impl SqliteStore {
         .map_err(sql_err)?;
         conn.pragma_update(None, "foreign_keys", true).map_err(sql_err)?;
         conn.pragma_update(None, "temp_store", "MEMORY").map_err(sql_err)?;
-        conn.pragma_update(None, "cache_size", -65536).map_err(sql_err)?;
+        // 16 MiB of page cache for the writer (its reads are the customer rows it has not cached and the b-trees'
+        // upper pages). Every commit walks the cache's hash table to drop pages past the end of the database,
+        // so a bigger cache costs every commit: at 64 MiB the single-event benchmark's writer spent 10 % more CPU
+        // per event (53.7–55.5 µs against 48.5–50.2), batches of 100 gained 4 %.
+        conn.pragma_update(None, "cache_size", -16384).map_err(sql_err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
         migrate(&conn, SQLITE)?;
         // Checkpoints (copying the WAL into the database, with fsyncs) run on their own thread, not inside the
