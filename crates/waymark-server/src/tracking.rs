@@ -20,6 +20,7 @@ use waymark_domain::deployment::Deployment;
 use waymark_domain::identity::TraitIdentity;
 use waymark_domain::ids::{DeploymentId, OrgId};
 use waymark_domain::web_event::{CookieId, WebEventRequest, parse_web_event};
+use waymark_domain::wire::{Attributes, Browser, Campaign, Device, EntityRef, Geolocation, Page, Referrer};
 use waymark_domain::{ErrorCode, Rejection, Timestamp};
 use waymark_store::{IngestBatch, IngestItem, ItemResult, WebItem};
 
@@ -310,7 +311,7 @@ async fn ingest_webevents(
     if single {
         let answer = match (outcomes.pop().flatten(), results.first()) {
             (Some(r), _) => Err(r.into()),
-            (None, Some(ItemResult::Web(stored))) => Ok(axum::Json(web_event_response(stored)).into_response()),
+            (None, Some(ItemResult::Web(stored))) => Ok(web_event_response(stored)),
             (None, Some(ItemResult::Duplicate { session })) => {
                 Ok(axum::Json(json!({"duplicate": true, "session": session.as_ref().map(|s| &s.session)}))
                     .into_response())
@@ -422,34 +423,74 @@ impl<'a> SessionSummary<'a> {
     }
 }
 
-/// `WebEventResponseSession` as JSON.
-fn session_summary(s: &waymark_domain::session::Session) -> Value {
-    serde_json::to_value(SessionSummary::of(s)).unwrap_or(Value::Null)
+/// `WebEventResponse`: the event as the visitor's session enriched it (browser, device, place, campaign and
+/// referrer come from the session when the event has none of its own), written straight from the stored
+/// values.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WebEventResponse<'a> {
+    event_name: &'a str,
+    page: &'a Page,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_agent_string: Option<&'a String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    browser: Option<&'a Browser>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device: Option<&'a Device>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    geolocation: Option<&'a Geolocation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip_address: Option<&'a String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip_organization: Option<&'a String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mkt_campaign: Option<&'a Campaign>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    referrer: Option<&'a Referrer>,
+    attributes: &'a Attributes,
+    traits: &'a Attributes,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    search_query: Option<&'a String>,
+    authenticated: bool,
+    customer_id: Option<&'a String>,
+    customer_id_type: &'static str,
+    session: SessionSummary<'a>,
+    created_date: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_contact: Option<EntityRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_id: Option<&'a String>,
 }
 
 /// `WebEventResponse` from a stored event and its session.
-fn web_event_response(stored: &waymark_store::WebStored) -> Value {
-    let session = &stored.session.session;
-    let event = stored.event.clone().with_session_context(session);
-    let mut v = serde_json::to_value(&event.web_event).unwrap_or(Value::Null);
-    if let Value::Object(o) = &mut v {
-        o.remove("totalEventCount");
-        o.remove("totalPageviewCount");
-        o.insert("customerId".into(), json!(session.customer_id));
-        o.insert("customerIdType".into(), json!("cookie"));
-        o.insert("session".into(), session_summary(session));
-        o.insert("createdDate".into(), json!(stored.event.created_date));
-        if let Some(c) = stored.contact_id {
-            o.insert(
-                "externalContact".into(),
-                json!({"id": c.to_string(), "selfUri": format!("/api/v2/externalcontacts/contacts/{c}")}),
-            );
-        }
-        if let Some(ext) = &session.external_id {
-            o.insert("externalId".into(), json!(ext));
-        }
-    }
-    v
+fn web_event_response(stored: &waymark_store::WebStored) -> Response {
+    let s = &stored.session.session;
+    let Some(w) = &stored.event.web_event else {
+        return ApiError::new(ErrorCode::Internal, "a stored web event has no web event body").into_response();
+    };
+    axum::Json(WebEventResponse {
+        event_name: &w.event_name,
+        page: &w.page,
+        user_agent_string: w.user_agent_string.as_ref().or(s.user_agent_string.as_ref()),
+        browser: w.browser.as_ref().or(s.browser.as_ref()),
+        device: w.device.as_ref().or(s.device.as_ref()),
+        geolocation: w.geolocation.as_ref().or(s.geolocation.as_ref()),
+        ip_address: w.ip_address.as_ref().or(s.ip_address.as_ref()),
+        ip_organization: w.ip_organization.as_ref().or(s.ip_organization.as_ref()),
+        mkt_campaign: w.mkt_campaign.as_ref().or(s.mkt_campaign.as_ref()),
+        referrer: w.referrer.as_ref().or(s.referrer.as_ref()),
+        attributes: &w.attributes,
+        traits: &w.traits,
+        search_query: w.search_query.as_ref(),
+        authenticated: w.authenticated,
+        customer_id: s.customer_id.as_ref(),
+        customer_id_type: "cookie",
+        session: SessionSummary::of(s),
+        created_date: stored.event.created_date,
+        external_contact: stored.contact_id.map(|c| EntityRef::new(c, "/api/v2/externalcontacts/contacts")),
+        external_id: s.external_id.as_ref(),
+    })
+    .into_response()
 }
 
 #[derive(Debug, Deserialize)]
