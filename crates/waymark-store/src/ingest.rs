@@ -12,7 +12,7 @@ use waymark_domain::conversation::{Inserted, journey_event};
 use waymark_domain::event::{Event, EventType};
 use waymark_domain::identity::{Identifier, LinkPlan, TraitIdentity, plan_link};
 use waymark_domain::ids::{ContactId, CustomerId, EventId, OrgId, SessionId};
-use waymark_domain::journey::{CustomerState, WebApplied, apply_web_event};
+use waymark_domain::journey::{CustomerState, OpenSession, WebApplied, apply_web_event};
 use waymark_domain::offer::{OfferContext, OfferEngine, OutcomeScoreFact, action_event_body};
 use waymark_domain::session::Session;
 use waymark_domain::web_event::CookieId;
@@ -575,27 +575,92 @@ async fn report_action<T: JourneyTx>(
 
 /// First byte of a compressed customer state (a JSON state starts with `{`).
 const STATE_LZ4: u8 = 0x01;
+/// First byte of a compressed customer state whose open sessions are stubs (id, type, creation time): their
+/// bodies are the rows of the sessions table, written in the same transaction (the embedded store's layout).
+const STATE_LZ4_SESSIONS_APART: u8 = 0x02;
 
 /// Encode a customer state for storage: JSON, LZ4-compressed (the state is rewritten on every commit that
 /// touches the customer, and its repetitive JSON shrinks to about a third).
 pub fn encode_state(state: &CustomerState) -> StoreResult<Vec<u8>> {
+    encode_tagged(state, STATE_LZ4)
+}
+
+fn encode_tagged(state: &CustomerState, tag: u8) -> StoreResult<Vec<u8>> {
     let json = serde_json::to_vec(state).map_err(|e| StoreError::Internal(format!("encode customer state: {e}")))?;
     let mut out = Vec::with_capacity(json.len() / 2 + 16);
-    out.push(STATE_LZ4);
+    out.push(tag);
     out.extend_from_slice(&lz4_flex::compress_prepend_size(&json));
     Ok(out)
 }
 
-/// Decode a stored customer state (compressed, or plain JSON as written before compression).
-pub fn decode_state(bytes: &[u8]) -> StoreResult<CustomerState> {
-    let corrupt = |e: String| StoreError::Corrupt(format!("customer state: {e}"));
-    match bytes.split_first() {
-        Some((&STATE_LZ4, packed)) => {
-            let json = lz4_flex::decompress_size_prepended(packed).map_err(|e| corrupt(e.to_string()))?;
-            serde_json::from_slice(&json).map_err(|e| corrupt(e.to_string()))
-        }
-        _ => serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string())),
+/// [`encode_state`] without the bodies of the open sessions, which the caller stores as session rows: the
+/// state then shrinks to less than half. [`decode_state`] gives such a state back with stub sessions, which
+/// [`StoredState::rehydrate`] replaces by the rows.
+pub fn encode_state_sessions_apart(state: &mut CustomerState) -> StoreResult<Vec<u8>> {
+    let stub = |o: &mut OpenSession| {
+        let stub = Session::new(o.session.id.clone(), o.session.session_type, o.session.created_date);
+        std::mem::replace(&mut o.session, stub)
+    };
+    let current = state.current.as_mut().map(stub);
+    let previous = state.previous.as_mut().map(stub);
+    let encoded = encode_tagged(state, STATE_LZ4_SESSIONS_APART);
+    if let (Some(o), Some(s)) = (state.current.as_mut(), current) {
+        o.session = s;
     }
+    if let (Some(o), Some(s)) = (state.previous.as_mut(), previous) {
+        o.session = s;
+    }
+    encoded
+}
+
+/// A decoded customer state, and whether its open sessions are stubs to replace by their rows.
+pub struct StoredState {
+    pub state: CustomerState,
+    pub sessions_apart: bool,
+}
+
+impl StoredState {
+    /// Replace stub sessions by their stored bodies (`row` reads a session row's body). A session whose row
+    /// is gone (retention removed it) is dropped from the state: it ended long ago.
+    pub fn rehydrate(self, mut row: impl FnMut(&str) -> StoreResult<Option<Session>>) -> StoreResult<CustomerState> {
+        let StoredState { mut state, sessions_apart } = self;
+        if !sessions_apart {
+            return Ok(state);
+        }
+        let contact = state.contact_id;
+        for slot in [&mut state.current, &mut state.previous] {
+            let Some(open) = slot.as_mut() else { continue };
+            match row(&open.session.id)? {
+                Some(mut body) => {
+                    body.external_contact =
+                        contact.map(|c| waymark_domain::wire::EntityRef::new(c, "/api/v2/externalcontacts/contacts"));
+                    open.session = body;
+                }
+                None => *slot = None,
+            }
+        }
+        Ok(state)
+    }
+}
+
+/// Decode a stored customer state (compressed, or plain JSON as written before compression). A state stored
+/// with its sessions apart comes back with stub sessions: use [`decode_stored_state`] where they matter.
+pub fn decode_state(bytes: &[u8]) -> StoreResult<CustomerState> {
+    decode_stored_state(bytes).map(|s| s.state)
+}
+
+/// Decode a stored customer state, saying whether its sessions must be read from their rows.
+pub fn decode_stored_state(bytes: &[u8]) -> StoreResult<StoredState> {
+    let corrupt = |e: String| StoreError::Corrupt(format!("customer state: {e}"));
+    let (json, sessions_apart) = match bytes.split_first() {
+        Some((&tag @ (STATE_LZ4 | STATE_LZ4_SESSIONS_APART), packed)) => (
+            std::borrow::Cow::Owned(lz4_flex::decompress_size_prepended(packed).map_err(|e| corrupt(e.to_string()))?),
+            tag == STATE_LZ4_SESSIONS_APART,
+        ),
+        _ => (std::borrow::Cow::Borrowed(bytes), false),
+    };
+    let state = serde_json::from_slice(&json).map_err(|e| corrupt(e.to_string()))?;
+    Ok(StoredState { state, sessions_apart })
 }
 
 /// Encode a session body for storage (without the contact reference, which is a column).
@@ -718,4 +783,76 @@ pub fn search_text(c: &Contact) -> String {
     parts.extend(c.emails.iter().cloned());
     parts.extend(c.phones.iter().cloned());
     parts.join("\n").to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use waymark_domain::deployment::Deployment;
+    use waymark_domain::ids::DeploymentId;
+    use waymark_domain::journey::SessionRules;
+    use waymark_domain::limits::InputLimits;
+    use waymark_domain::web_event::{WebEventRequest, parse_web_event};
+
+    /// A customer with a closed session (previous) and an open one (current).
+    fn customer_with_two_sessions() -> CustomerState {
+        let at = Timestamp::from_unix_millis(1_800_000_000_000);
+        let d = Deployment::new(OrgId(uuid::Uuid::nil()), DeploymentId(uuid::Uuid::nil()), "t");
+        let mut state = CustomerState::new(CustomerId(uuid::Uuid::nil()), CookieId::parse("c").unwrap(), at);
+        for (t, referrer) in [(0, None), (1_000, Some("https://news.example/a"))] {
+            let req: WebEventRequest = serde_json::from_value(serde_json::json!({
+                "customerCookieId": "c", "eventName": "page_viewed", "referrerUrl": referrer,
+                "page": {"url": "https://shop.example/p", "title": "P"}, "createdDate": at.plus_millis(t).to_iso(),
+            }))
+            .unwrap();
+            let ev = parse_web_event(req, &d, &InputLimits::default(), at.plus_millis(t), None, None).unwrap();
+            apply_web_event(
+                &mut state,
+                &ev,
+                &Default::default(),
+                &SessionRules::default(),
+                TraitIdentity::default(),
+                new_uuid,
+            );
+        }
+        assert!(state.current.is_some() && state.previous.is_some());
+        state
+    }
+
+    #[test]
+    fn a_state_stored_with_its_sessions_apart_comes_back_whole_from_the_session_rows() {
+        let mut state = customer_with_two_sessions();
+        let before = state.clone();
+        let rows: HashMap<String, Session> = [&state.current, &state.previous]
+            .into_iter()
+            .flatten()
+            .map(|o| (o.session.id.clone(), o.session.clone()))
+            .collect();
+        let blob = encode_state_sessions_apart(&mut state).unwrap();
+        assert_eq!(state, before, "encoding leaves the state as it was");
+        assert!(blob.len() < encode_state(&state).unwrap().len());
+        let stored = decode_stored_state(&blob).unwrap();
+        assert!(stored.sessions_apart);
+        assert_eq!(stored.state.current.as_ref().unwrap().session.id, before.current.as_ref().unwrap().session.id);
+        assert_ne!(stored.state, before, "the sessions are stubs until rehydrated");
+        let back = stored.rehydrate(|id| Ok(rows.get(id).cloned())).unwrap();
+        assert_eq!(back, before);
+        // A full state (the PostgreSQL layout, and SQLite rows written before) needs no rows.
+        let full = decode_stored_state(&encode_state(&before).unwrap()).unwrap();
+        assert!(!full.sessions_apart);
+        assert_eq!(full.rehydrate(|_| panic!("no row is read")).unwrap(), before);
+    }
+
+    #[test]
+    fn a_stub_session_whose_row_is_gone_is_dropped() {
+        let mut state = customer_with_two_sessions();
+        let current = state.current.as_ref().unwrap().session.clone();
+        let blob = encode_state_sessions_apart(&mut state).unwrap();
+        let back = decode_stored_state(&blob)
+            .unwrap()
+            .rehydrate(|id| Ok((id == current.id).then(|| current.clone())))
+            .unwrap();
+        assert_eq!(back.current.unwrap().session, current);
+        assert!(back.previous.is_none(), "retention removed the previous session's row");
+    }
 }

@@ -7,7 +7,8 @@
 
 use super::{StateCache, sql_err};
 use crate::ingest::{
-    JourneyTx, decode_session, decode_state, encode_event, encode_session, encode_state, with_contact_ref,
+    JourneyTx, decode_session, decode_stored_state, encode_event, encode_session, encode_state_sessions_apart,
+    with_contact_ref,
 };
 use crate::types::*;
 use crate::{Record, RecordKind, StoreError, StoreResult};
@@ -64,7 +65,7 @@ impl<'a> SqliteTx<'a> {
             upsert_session_row(self.conn, org, row.customer_id, row.contact_id, &row.session, external_key)?;
         }
         for key in std::mem::take(&mut self.dirty_customers) {
-            if let Some(state) = self.states.get(&key) {
+            if let Some(state) = self.states.get_mut(&key) {
                 write_customer(self.conn, key.0, state)?;
             }
         }
@@ -72,10 +73,26 @@ impl<'a> SqliteTx<'a> {
     }
 }
 
+/// Decode a customer row's state, with its open sessions read from their rows.
+fn load_state(conn: &Connection, org: OrgId, blob: &[u8]) -> StoreResult<CustomerState> {
+    let o = org_key(org);
+    decode_stored_state(blob)?.rehydrate(|id| {
+        let body: Option<String> = conn
+            .prepare_cached("SELECT body FROM sessions WHERE org_id = ?1 AND id = ?2")
+            .map_err(sql_err)?
+            .query_row(params![o, id], |r| r.get(0))
+            .optional()
+            .map_err(sql_err)?;
+        body.map(|b| decode_session(&b)).transpose()
+    })
+}
+
 /// Write a customer's row: the state in place (no index changes), the indexed contact and activity time only
-/// when they changed (activity: by more than [`CUSTOMER_UPDATED_SLACK_MS`]).
-fn write_customer(conn: &Connection, org: OrgId, state: &CustomerState) -> StoreResult<()> {
-    let blob = encode_state(state)?;
+/// when they changed (activity: by more than [`CUSTOMER_UPDATED_SLACK_MS`]). The state is stored without its
+/// open sessions' bodies: they are the session rows this transaction writes too, and a state half the size
+/// puts twice as many of the visitors active at once on each page a commit rewrites.
+fn write_customer(conn: &Connection, org: OrgId, state: &mut CustomerState) -> StoreResult<()> {
+    let blob = encode_state_sessions_apart(state)?;
     let o = org_key(org);
     let updated = state.current.as_ref().map_or(state.created, |c| c.last_at).unix_millis();
     let contact = state.contact_id.map(|c| c.to_string());
@@ -127,7 +144,7 @@ impl JourneyTx for SqliteTx<'_> {
             .map_err(sql_err)?;
         let blob: Option<Vec<u8>> =
             stmt.query_row(params![org_key(org), cookie.as_str()], |r| r.get(0)).optional().map_err(sql_err)?;
-        blob.map(|b| decode_state(&b)).transpose()
+        blob.map(|b| load_state(self.conn, org, &b)).transpose()
     }
 
     async fn save_customer(&mut self, org: OrgId, state: CustomerState) -> StoreResult<()> {
@@ -236,7 +253,7 @@ impl JourneyTx for SqliteTx<'_> {
                 let key = (org, cookie.clone());
                 let mut st = match self.states.get(&key).or_else(|| self.written.get(&key)) {
                     Some(s) => s.clone(),
-                    None => decode_state(&blob)?,
+                    None => load_state(self.conn, org, &blob)?,
                 };
                 st.contact_id = Some(target);
                 st.version += 1;
@@ -555,7 +572,7 @@ pub(crate) fn close_idle(
         session.ended_date = Some(last);
         let customer_id = customer.as_deref().and_then(CustomerId::parse);
         let contact_id = contact.as_deref().and_then(ContactId::parse);
-        upsert_session_row(conn, org, customer_id, contact_id, &session, None)?;
+        // The customer's state first: it reads its open session from the row, which must still be open.
         if let Some(cid) = customer_id {
             let row: Option<(String, Vec<u8>)> = conn
                 .query_row(
@@ -566,7 +583,7 @@ pub(crate) fn close_idle(
                 .optional()
                 .map_err(sql_err)?;
             if let Some((cookie, blob)) = row {
-                let mut st = decode_state(&blob)?;
+                let mut st = load_state(conn, org, &blob)?;
                 let is_current = st.current.as_ref().is_some_and(|c| c.session.id == session.id);
                 if is_current {
                     // Any timeout shorter than the idle horizon closes it; the horizon already passed.
@@ -574,13 +591,14 @@ pub(crate) fn close_idle(
                     let _ = expire(&mut st, &rules, idle_before.plus_millis(1).max(last.plus_millis(1)));
                     conn.execute(
                         "UPDATE customers SET state = ?1, version = ?2 WHERE org_id = ?3 AND cookie_id = ?4",
-                        params![encode_state(&st)?, st.version, org_s, cookie],
+                        params![encode_state_sessions_apart(&mut st)?, st.version, org_s, cookie],
                     )
                     .map_err(sql_err)?;
                 }
                 cache.remove(&(org, cookie));
             }
         }
+        upsert_session_row(conn, org, customer_id, contact_id, &session, None)?;
         closed.push(SessionRecord { org, customer_id, contact_id, session: with_contact_ref(session, contact_id) });
     }
     Ok(closed)

@@ -141,6 +141,44 @@ async fn a_retried_event_leaves_the_customer_state_for_the_events_after_it() {
     }
 }
 
+/// A customer state read back from its row (evicted from the writer's cache, or after a restart) continues the
+/// open session: the embedded store keeps the session bodies in the session rows, not in the state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_read_back_from_the_embedded_store_continues_its_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || SqliteConfig { cache_customers: 16, ..SqliteConfig::new(dir.path().join("w.db")) };
+    let org = OrgId::new_v7(now());
+    let t = now();
+    let session_of = |r: &ItemResult| match r {
+        ItemResult::Web(w) => (w.session.session.id.clone(), w.session.session.event_count),
+        other => panic!("unexpected result {other:?}"),
+    };
+    let store = SqliteStore::open(config()).unwrap();
+    let first = store.ingest(batch(org, vec![web(org, "v0", "/a", t)])).await.unwrap();
+    let (sid, _) = session_of(&first[0]);
+    // Enough other visitors to push v0 out of the cache.
+    for i in 1..40 {
+        store.ingest(batch(org, vec![web(org, &format!("v{i}"), "/a", t)])).await.unwrap();
+    }
+    let second = store.ingest(batch(org, vec![web(org, "v0", "/b", t.plus_millis(1000))])).await.unwrap();
+    assert_eq!(session_of(&second[0]), (sid.clone(), 2));
+    store.close();
+    drop(store);
+    let store = SqliteStore::open(config()).unwrap();
+    let third = store.ingest(batch(org, vec![web(org, "v0", "/c", t.plus_millis(2000))])).await.unwrap();
+    assert_eq!(session_of(&third[0]), (sid, 3));
+    let sessions = store
+        .customer_sessions(
+            org,
+            &CookieId::parse("v0").unwrap(),
+            &SessionPage { since: t.minus_secs(3600), before: None, limit: 10 },
+        )
+        .await
+        .unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].session.last_page.as_ref().map(|p| p.pathname.as_str()), Some("/c"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_purges_old_journeys_and_keeps_recent_ones() {
     for (store, schema, _dir) in both().await {
