@@ -452,6 +452,7 @@ struct WebEventResponse<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     search_query: Option<&'a String>,
     authenticated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     customer_id: Option<&'a String>,
     customer_id_type: &'static str,
     session: SessionSummary<'a>,
