@@ -113,9 +113,11 @@ pub struct CustomerState {
     pub authenticated: bool,
     pub total_events: i64,
     pub total_pageviews: i64,
-    pub current: Option<OpenSession>,
+    /// Boxed, as `previous`: a session is kilobytes inline, and the state moves through the store's buffers
+    /// with every event.
+    pub current: Option<Box<OpenSession>>,
     /// The session before `current`, kept so that a late event can still join it.
-    pub previous: Option<OpenSession>,
+    pub previous: Option<Box<OpenSession>>,
     #[serde(default)]
     pub rules: RuleState,
     /// The offer engine's memory across sessions (maps waiting for the next session).
@@ -269,14 +271,14 @@ pub fn apply_web_event(
         s.mkt_campaign = ev.campaign.clone();
         s.referrer = ev.referrer.clone().filter(|r| r.medium != ReferrerMedium::Internal);
         s.division_ids = ev.division_ids.clone();
-        state.current = Some(OpenSession {
+        state.current = Some(Box::new(OpenSession {
             session: s,
             first_at: at,
             last_at: at,
             source: source.clone(),
             rules: RuleState::default(),
             offers: SessionOffers::default(),
-        });
+        }));
     }
 
     if !identity.identifiers.is_empty() {

@@ -597,7 +597,7 @@ fn encode_tagged(state: &CustomerState, tag: u8) -> StoreResult<Vec<u8>> {
 /// state then shrinks to less than half. [`decode_state`] gives such a state back with stub sessions, which
 /// [`StoredState::rehydrate`] replaces by the rows.
 pub fn encode_state_sessions_apart(state: &mut CustomerState) -> StoreResult<Vec<u8>> {
-    let stub = |o: &mut OpenSession| {
+    let stub = |o: &mut Box<OpenSession>| {
         let stub = Session::new(o.session.id.clone(), o.session.session_type, o.session.created_date);
         std::mem::replace(&mut o.session, stub)
     };
