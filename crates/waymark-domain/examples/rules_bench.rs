@@ -7,6 +7,7 @@
 //! each session (where every definition is evaluated against the new visit's context).
 
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Instant;
 use waymark_domain::Timestamp;
 use waymark_domain::event::{Event, EventType, WebEventBody};
@@ -124,18 +125,21 @@ fn outcomes(n: usize, rng: &mut Rng) -> Vec<OutcomeDefinition> {
 
 fn visit(id: u64, rng: &mut Rng) -> Session {
     let mut s = Session::new(format!("s-{id}"), SessionType::Web, Timestamp::from_unix_millis(0));
-    s.device = Some(Device {
+    s.device = Some(Arc::new(Device {
         category: if rng.below(3) == 0 { DeviceCategory::Mobile } else { DeviceCategory::Desktop },
         device_type: "Other".into(),
         os_family: "Windows".into(),
         os_version: "10".into(),
         ..Device::default()
-    });
-    s.browser =
-        Some(Browser { family: rng.pick(BROWSERS).into(), version: "124.0.6367.60".into(), ..Browser::default() });
-    s.geolocation = Some(Geolocation { country: Some(rng.pick(COUNTRIES).into()), ..Geolocation::default() });
+    }));
+    s.browser = Some(Arc::new(Browser {
+        family: rng.pick(BROWSERS).into(),
+        version: "124.0.6367.60".into(),
+        ..Browser::default()
+    }));
+    s.geolocation = Some(Arc::new(Geolocation { country: Some(rng.pick(COUNTRIES).into()), ..Geolocation::default() }));
     if rng.below(2) == 0 {
-        s.mkt_campaign = Some(Campaign { source: Some(rng.pick(SOURCES).into()), ..Campaign::default() });
+        s.mkt_campaign = Some(Arc::new(Campaign { source: Some(rng.pick(SOURCES).into()), ..Campaign::default() }));
     }
     s
 }
@@ -156,11 +160,11 @@ fn event(s: &Session, n: u64, rng: &mut Rng) -> Event {
     if let Some(c) = cart {
         attributes.insert("cartValue".into(), Attribute { data_type: "number".into(), value: c });
     }
-    e.web_event = Some(WebEventBody {
+    e.web_event = Some(Box::new(WebEventBody {
         event_name: name.into(),
         total_event_count: n as i64,
         total_pageview_count: n as i64,
-        page: Page {
+        page: Arc::new(Page {
             url: format!("https://shop.example{path}?ref=home"),
             title: format!("{cat} — Shop"),
             domain: "shop.example".into(),
@@ -168,7 +172,7 @@ fn event(s: &Session, n: u64, rng: &mut Rng) -> Event {
             pathname: path,
             query_string: Some("ref=home".into()),
             ..Page::default()
-        },
+        }),
         user_agent_string: None,
         browser: None,
         device: None,
@@ -181,7 +185,7 @@ fn event(s: &Session, n: u64, rng: &mut Rng) -> Event {
         traits: Attributes::new(),
         search_query: search,
         authenticated: false,
-    });
+    }));
     e
 }
 

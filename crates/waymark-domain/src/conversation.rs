@@ -1020,14 +1020,14 @@ fn check_transitions(events: &[ConversationEvent], new: usize) -> Result<(), Rej
 /// The timeline event for one lifecycle event of `session` (stored once, when the lifecycle event arrives).
 pub fn journey_event(ev: &ConversationEvent, session: &Session, event_id: String) -> Event {
     let mut e = Event::envelope(event_id, ev.id.clone(), session, EventType::Conversation, ev.at);
-    e.conversation_event = Some(ConversationEventBody {
+    e.conversation_event = Some(Box::new(ConversationEventBody {
         kind: ev.kind.as_str().to_string(),
         channel: ev.channel.map(|c| c.as_str().to_string()),
         queue: ev.queue.as_ref().map(|q| q.named_ref("/api/v2/routing/queues")),
         user: ev.agent.as_ref().map(|a| a.named_ref("/api/v2/users")),
         wrapup_code: ev.wrapup_code.as_ref().map(|w| w.named_ref("/api/v2/routing/wrapupcodes")),
         disconnect_type: ev.disconnect_type.map(|d| d.as_str().to_string()),
-    });
+    }));
     e
 }
 

@@ -9,6 +9,7 @@ use crate::Timestamp;
 use crate::session::{Session, SessionType};
 use crate::wire::{Attributes, Browser, Campaign, Device, EntityRef, Geolocation, Page, Referrer};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// `Event.eventType` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -69,23 +70,23 @@ pub struct WebEventBody {
     pub event_name: String,
     pub total_event_count: i64,
     pub total_pageview_count: i64,
-    pub page: Page,
+    pub page: Arc<Page>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent_string: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub browser: Option<Browser>,
+    pub browser: Option<Arc<Browser>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device: Option<Device>,
+    pub device: Option<Arc<Device>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub geolocation: Option<Geolocation>,
+    pub geolocation: Option<Arc<Geolocation>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_organization: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mkt_campaign: Option<Campaign>,
+    pub mkt_campaign: Option<Arc<Campaign>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub referrer: Option<Referrer>,
+    pub referrer: Option<Arc<Referrer>>,
     #[serde(default)]
     pub attributes: Attributes,
     #[serde(default)]
@@ -136,9 +137,9 @@ pub struct WebActionEventBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent_string: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub browser: Option<Browser>,
+    pub browser: Option<Arc<Browser>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device: Option<Device>,
+    pub device: Option<Arc<Device>>,
 }
 
 /// `SegmentAssignmentEvent` body.
@@ -196,7 +197,7 @@ pub struct ConversationEventBody {
     pub disconnect_type: Option<String>,
 }
 
-/// `Event`.
+/// `Event`. Its body is one of the boxed variants, so that an event is small to move whatever its kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
@@ -209,15 +210,15 @@ pub struct Event {
     pub session: EventSession,
     pub event_type: EventType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub web_event: Option<WebEventBody>,
+    pub web_event: Option<Box<WebEventBody>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub web_action_event: Option<WebActionEventBody>,
+    pub web_action_event: Option<Box<WebActionEventBody>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub segment_assignment_event: Option<SegmentAssignmentEventBody>,
+    pub segment_assignment_event: Option<Box<SegmentAssignmentEventBody>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome_achieved_event: Option<OutcomeAchievedEventBody>,
+    pub outcome_achieved_event: Option<Box<OutcomeAchievedEventBody>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub conversation_event: Option<ConversationEventBody>,
+    pub conversation_event: Option<Box<ConversationEventBody>>,
     pub created_date: Timestamp,
 }
 

@@ -16,6 +16,7 @@ use crate::web_event::{CookieId, WebEvent};
 use crate::wire::{Browser, Device, Geolocation, ReferrerMedium};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Sessionization settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -33,9 +34,9 @@ impl Default for SessionRules {
 /// What the server learned about the visitor's software and place (User-Agent and IP enrichment).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Enrichment {
-    pub browser: Browser,
-    pub device: Device,
-    pub geolocation: Option<Geolocation>,
+    pub browser: Arc<Browser>,
+    pub device: Arc<Device>,
+    pub geolocation: Option<Arc<Geolocation>>,
     pub ip_organization: Option<String>,
 }
 
@@ -352,7 +353,7 @@ pub fn apply_web_event(
             Some(LastEvent { id: event_id.clone(), event_name: ev.event_name.as_str().to_string(), created_date: at });
     }
     let mut event = Event::envelope(event_id.clone(), event_id, s, EventType::Web, at);
-    event.web_event = Some(WebEventBody {
+    event.web_event = Some(Box::new(WebEventBody {
         event_name: ev.event_name.as_str().to_string(),
         total_event_count: total_events,
         total_pageview_count: total_pageviews,
@@ -369,7 +370,7 @@ pub fn apply_web_event(
         traits: ev.traits.clone(),
         search_query: ev.search_query.clone(),
         authenticated,
-    });
+    }));
     WebApplied { event, session: s.clone(), closed, new_session, identity }
 }
 
@@ -549,7 +550,7 @@ mod tests {
             prop_assert_eq!(a.event_count, b.event_count);
             prop_assert_eq!(a.created_date, b.created_date);
             prop_assert_eq!(a.last_activity_date, b.last_activity_date);
-            prop_assert_eq!(a.last_page.map(|p| p.pathname), b.last_page.map(|p| p.pathname));
+            prop_assert_eq!(a.last_page.map(|p| p.pathname.clone()), b.last_page.map(|p| p.pathname.clone()));
         }
     }
 }

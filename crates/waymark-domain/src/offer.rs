@@ -573,6 +573,7 @@ mod tests {
     use crate::wire::Page;
     use proptest::prelude::*;
     use serde_json::json;
+    use std::sync::Arc;
 
     const T0: i64 = 1_800_000_000_000;
 
@@ -600,7 +601,7 @@ mod tests {
             event_name: name.into(),
             total_event_count: 1,
             total_pageview_count: 1,
-            page: Page {
+            page: Arc::new(Page {
                 url: url.into(),
                 title: "T".into(),
                 domain: u.host_str().unwrap_or("").into(),
@@ -611,7 +612,7 @@ mod tests {
                 pathname: u.path().into(),
                 query_string: u.query().map(str::to_string),
                 breadcrumb: Vec::new(),
-            },
+            }),
             user_agent_string: None,
             browser: None,
             device: None,

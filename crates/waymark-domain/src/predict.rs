@@ -632,6 +632,7 @@ mod tests {
     use crate::session::SessionType;
     use crate::wire::{EntityRef, Page};
     use proptest::prelude::*;
+    use std::sync::Arc;
 
     fn session() -> Session {
         Session::new("s-1".into(), SessionType::Web, Timestamp::from_unix_millis(0))
@@ -641,11 +642,11 @@ mod tests {
         let s = session();
         let at = Timestamp::from_unix_millis(1_800_000_000_000 + at_s * 1000);
         let mut e = Event::envelope(format!("e{at_s}"), "c".into(), &s, EventType::Web, at);
-        e.web_event = Some(WebEventBody {
+        e.web_event = Some(Box::new(WebEventBody {
             event_name: name.into(),
             total_event_count: 1,
             total_pageview_count: 1,
-            page: Page {
+            page: Arc::new(Page {
                 url: format!("https://shop.example{path}"),
                 title: "T".into(),
                 domain: "shop.example".into(),
@@ -656,7 +657,7 @@ mod tests {
                 pathname: path.into(),
                 query_string: None,
                 breadcrumb: vec![],
-            },
+            }),
             user_agent_string: None,
             browser: None,
             device: None,
@@ -669,18 +670,18 @@ mod tests {
             traits: Default::default(),
             search_query: search.map(str::to_string),
             authenticated: false,
-        });
+        }));
         e
     }
 
     fn achieved(at_s: i64, id: &str) -> Event {
         let at = Timestamp::from_unix_millis(1_800_000_000_000 + at_s * 1000);
         let mut e = Event::envelope(format!("o{at_s}"), "c".into(), &session(), EventType::OutcomeAchieved, at);
-        e.outcome_achieved_event = Some(OutcomeAchievedEventBody {
+        e.outcome_achieved_event = Some(Box::new(OutcomeAchievedEventBody {
             outcome: AchievedOutcomeRef { id: id.into(), self_uri: None, display_name: id.into(), version: 1 },
             value: None,
             is_positive: Some(true),
-        });
+        }));
         e
     }
 
@@ -726,12 +727,12 @@ mod tests {
             EventType::SegmentAssignment,
             Timestamp::from_unix_millis(1_800_000_000_060_000),
         );
-        seg.segment_assignment_event = Some(SegmentAssignmentEventBody {
+        seg.segment_assignment_event = Some(Box::new(SegmentAssignmentEventBody {
             segment: EntityRef { id: "vip".into(), self_uri: None },
             display_name: None,
             color: None,
             scope: None,
-        });
+        }));
         f.observe(&seg, &s);
         assert!(names(&f).contains(&"segment:vip"));
     }

@@ -72,17 +72,17 @@ impl Derived {
         match self {
             Derived::SegmentAssigned(s) => {
                 let mut e = Event::envelope(id, correlation_id, session, EventType::SegmentAssignment, s.at);
-                e.segment_assignment_event = Some(SegmentAssignmentEventBody {
+                e.segment_assignment_event = Some(Box::new(SegmentAssignmentEventBody {
                     segment: EntityRef::new(&s.segment_id, "/api/v2/journey/segments"),
                     display_name: Some(s.display_name.clone()),
                     color: Some(s.color.clone()),
                     scope: Some(s.scope.as_str().to_string()),
-                });
+                }));
                 e
             }
             Derived::OutcomeAchieved(o) => {
                 let mut e = Event::envelope(id, correlation_id, session, EventType::OutcomeAchieved, o.at);
-                e.outcome_achieved_event = Some(OutcomeAchievedEventBody {
+                e.outcome_achieved_event = Some(Box::new(OutcomeAchievedEventBody {
                     outcome: AchievedOutcomeRef {
                         id: o.outcome_id.clone(),
                         self_uri: Some(format!("/api/v2/journey/outcomes/{}", o.outcome_id)),
@@ -91,7 +91,7 @@ impl Derived {
                     },
                     value: o.value,
                     is_positive: Some(o.is_positive),
-                });
+                }));
                 e
             }
         }

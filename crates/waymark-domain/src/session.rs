@@ -4,6 +4,7 @@
 use crate::Timestamp;
 use crate::wire::{Attributes, Browser, Campaign, Device, EntityRef, Geolocation, NamedRef, Page, Referrer};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Seconds without activity before a web visitor shows as idle (yellow).
 pub const IDLE_AFTER_SECS: i64 = 45;
@@ -79,6 +80,10 @@ pub struct UserDisposition {
 
 /// A session in the Genesys `Session` wire shape, plus a few Waymark fields (marked). Absent values are
 /// omitted on the wire.
+///
+/// The enrichment values (browser, device, geolocation, campaign, referrer, last page) are shared (`Arc`) with
+/// the events that carried them: every event stores a snapshot of its session for its answer and the live
+/// messages, and a snapshot then points at those values instead of copying them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Session {
@@ -102,21 +107,21 @@ pub struct Session {
     #[serde(default, skip_serializing_if = "Attributes::is_empty")]
     pub attributes: Attributes,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub browser: Option<Browser>,
+    pub browser: Option<Arc<Browser>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device: Option<Device>,
+    pub device: Option<Arc<Device>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub geolocation: Option<Geolocation>,
+    pub geolocation: Option<Arc<Geolocation>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_organization: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_page: Option<Page>,
+    pub last_page: Option<Arc<Page>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mkt_campaign: Option<Campaign>,
+    pub mkt_campaign: Option<Arc<Campaign>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub referrer: Option<Referrer>,
+    pub referrer: Option<Arc<Referrer>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub search_terms: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -11,6 +11,7 @@ use crate::{ErrorCode, Rejection, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// `WebEventRequest` as sent by trackers and the Genesys SDKs. Every field is optional here so that a missing
 /// field gets a precise message from [`parse_web_event`] rather than a generic deserialization error.
@@ -156,13 +157,13 @@ pub struct WebEvent {
     pub cookie_id: CookieId,
     pub event_name: EventName,
     pub created: Timestamp,
-    pub page: Page,
+    pub page: Arc<Page>,
     /// The explicit `searchQuery`, or the first search term of the page URL.
     pub search_query: Option<String>,
     /// Every search term this event carries (explicit query and URL parameters), de-duplicated.
     pub search_terms: Vec<String>,
-    pub campaign: Option<Campaign>,
-    pub referrer: Option<Referrer>,
+    pub campaign: Option<Arc<Campaign>>,
+    pub referrer: Option<Arc<Referrer>>,
     pub attributes: Attributes,
     pub traits: Attributes,
     pub user_agent: Option<String>,
@@ -313,11 +314,11 @@ pub fn parse_web_event(
         cookie_id,
         event_name,
         created,
-        page,
+        page: Arc::new(page),
         search_query,
         search_terms,
-        campaign,
-        referrer,
+        campaign: campaign.map(Arc::new),
+        referrer: referrer.map(Arc::new),
         attributes,
         traits,
         user_agent,

@@ -19,6 +19,7 @@ use crate::{GeoProvider, ParsedUserAgent, UserAgentParser};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use waymark_domain::journey::Enrichment;
 use waymark_domain::web_event::ClientHints;
 use waymark_domain::wire::{Browser, Device, DeviceCategory};
@@ -91,7 +92,7 @@ impl Enricher {
         };
 
         Enrichment {
-            browser: Browser {
+            browser: Arc::new(Browser {
                 family: from_hint(parsed.browser_family, &hints.browser_family),
                 version: from_hint(parsed.browser_version, &hints.browser_version),
                 lang: hints.lang.clone(),
@@ -101,8 +102,8 @@ impl Enricher {
                 features_java: false,
                 features_pdf: false,
                 features_webrtc: false,
-            },
-            device: Device {
+            }),
+            device: Arc::new(Device {
                 category,
                 device_type,
                 is_mobile: matches!(category, DeviceCategory::Mobile | DeviceCategory::Tablet),
@@ -112,10 +113,41 @@ impl Enricher {
                 os_family: from_hint(parsed.os_family, &hints.os_family),
                 os_version: from_hint(parsed.os_version, &hints.os_version),
                 manufacturer,
-            },
-            geolocation: ip.and_then(|ip| self.geo.lookup(ip)),
+            }),
+            geolocation: ip.and_then(|ip| self.geo.lookup(ip)).map(Arc::new),
             ip_organization: None,
         }
+    }
+}
+
+/// The enrichments of one request's events. Events of a batch usually come from one browser: when an event has
+/// the same User-Agent, client hints and address as the one before it, it gets that event's enrichment again,
+/// sharing its `Browser`, `Device` and `Geolocation` (and the sessions and live messages built from them)
+/// instead of building new ones.
+#[derive(Debug, Default)]
+pub struct RequestEnrichments {
+    last: Option<(Option<String>, ClientHints, Option<IpAddr>, Enrichment)>,
+}
+
+impl RequestEnrichments {
+    /// [`Enricher::enrich`], reusing the previous event's result when its inputs were the same.
+    pub fn enrich(
+        &mut self,
+        enricher: &Enricher,
+        user_agent: Option<&str>,
+        hints: &ClientHints,
+        ip: Option<IpAddr>,
+    ) -> Enrichment {
+        if let Some((ua, h, a, e)) = &self.last
+            && ua.as_deref() == user_agent
+            && h == hints
+            && *a == ip
+        {
+            return e.clone();
+        }
+        let e = enricher.enrich(user_agent, hints, ip);
+        self.last = Some((user_agent.map(str::to_owned), hints.clone(), ip, e.clone()));
+        e
     }
 }
 
@@ -159,6 +191,25 @@ mod tests {
         assert_eq!(d.manufacturer.as_deref(), Some("Apple"));
         assert_eq!((d.screen_height, d.screen_width, d.screen_density), (Some(844), Some(390), Some(3)));
         assert_eq!((e.geolocation, e.ip_organization), (None, None));
+    }
+
+    #[test]
+    fn events_of_one_browser_in_a_request_share_one_enrichment() {
+        let enricher = Enricher::default();
+        let mut request = RequestEnrichments::default();
+        let ip = Some(IpAddr::from([81, 2, 69, 142]));
+        let first = request.enrich(&enricher, Some(IPHONE), &hints(), ip);
+        let again = request.enrich(&enricher, Some(IPHONE), &hints(), ip);
+        assert!(Arc::ptr_eq(&first.browser, &again.browser) && Arc::ptr_eq(&first.device, &again.device));
+        // Any input that differs is enriched anew, and correctly.
+        let other_ua = request.enrich(&enricher, Some(MAC), &hints(), ip);
+        assert!(!Arc::ptr_eq(&again.browser, &other_ua.browser));
+        assert_eq!(other_ua, enricher.enrich(Some(MAC), &hints(), ip));
+        let other_hints = request.enrich(&enricher, Some(MAC), &ClientHints::default(), ip);
+        assert_eq!(other_hints.browser.lang, None);
+        let other_ip = request.enrich(&enricher, Some(MAC), &ClientHints::default(), None);
+        assert!(!Arc::ptr_eq(&other_hints.device, &other_ip.device));
+        assert_eq!(other_ip, enricher.enrich(Some(MAC), &ClientHints::default(), None));
     }
 
     #[test]

@@ -19,7 +19,7 @@ mod shared_test_data;
 pub mod user_agent;
 
 pub use client_ip::{TrustedProxies, client_ip};
-pub use enricher::Enricher;
+pub use enricher::{Enricher, RequestEnrichments};
 pub use error::EnrichError;
 pub use geo::GeoProvider;
 pub use user_agent::{ParsedUserAgent, UserAgentParser};

@@ -22,6 +22,7 @@ use waymark_domain::ids::{DeploymentId, OrgId};
 use waymark_domain::web_event::{CookieId, WebEventRequest, parse_web_event};
 use waymark_domain::wire::{Attributes, Browser, Campaign, Device, EntityRef, Geolocation, Page, Referrer};
 use waymark_domain::{ErrorCode, Rejection, Timestamp};
+use waymark_enrich::RequestEnrichments;
 use waymark_store::{IngestBatch, IngestItem, ItemResult, WebItem};
 
 /// The deployment a request names, checked for existence, origin and rate.
@@ -258,6 +259,7 @@ async fn ingest_webevents(
     // Validate and enrich every event; keep the position of each so results line up with the request.
     let mut outcomes: Vec<Option<Rejection>> = Vec::with_capacity(raw_events.len());
     let mut items = Vec::with_capacity(raw_events.len());
+    let mut enrichments = RequestEnrichments::default();
     for raw in raw_events {
         let parsed = serde_json::from_str::<WebEventRequest>(raw.get())
             .map_err(|e| match e.classify() {
@@ -287,7 +289,7 @@ async fn ingest_webevents(
             });
         match parsed {
             Ok(ev) => {
-                let enrichment = state.enricher.enrich(ev.user_agent.as_deref(), &ev.hints, ev.ip);
+                let enrichment = enrichments.enrich(&state.enricher, ev.user_agent.as_deref(), &ev.hints, ev.ip);
                 let identity = TraitIdentity::from_traits(&ev.traits, region);
                 items.push(IngestItem::Web(Box::new(WebItem { event: ev, enrichment, identity })));
                 outcomes.push(None);
@@ -418,7 +420,7 @@ impl<'a> SessionSummary<'a> {
             pageview_count: s.pageview_count.unwrap_or(0),
             self_uri: s.self_uri.as_deref(),
             created_date: s.created_date,
-            referrer: s.referrer.as_ref(),
+            referrer: s.referrer.as_deref(),
         }
     }
 }
@@ -473,13 +475,13 @@ fn web_event_response(stored: &waymark_store::WebStored) -> Response {
         event_name: &w.event_name,
         page: &w.page,
         user_agent_string: w.user_agent_string.as_ref().or(s.user_agent_string.as_ref()),
-        browser: w.browser.as_ref().or(s.browser.as_ref()),
-        device: w.device.as_ref().or(s.device.as_ref()),
-        geolocation: w.geolocation.as_ref().or(s.geolocation.as_ref()),
+        browser: w.browser.as_deref().or(s.browser.as_deref()),
+        device: w.device.as_deref().or(s.device.as_deref()),
+        geolocation: w.geolocation.as_deref().or(s.geolocation.as_deref()),
         ip_address: w.ip_address.as_ref().or(s.ip_address.as_ref()),
         ip_organization: w.ip_organization.as_ref().or(s.ip_organization.as_ref()),
-        mkt_campaign: w.mkt_campaign.as_ref().or(s.mkt_campaign.as_ref()),
-        referrer: w.referrer.as_ref().or(s.referrer.as_ref()),
+        mkt_campaign: w.mkt_campaign.as_deref().or(s.mkt_campaign.as_deref()),
+        referrer: w.referrer.as_deref().or(s.referrer.as_deref()),
         attributes: &w.attributes,
         traits: &w.traits,
         search_query: w.search_query.as_ref(),

@@ -73,7 +73,7 @@ fn play(visit: &Visit, start: Timestamp, deployment: &Deployment, enricher: &Enr
                     EventType::OutcomeAchieved,
                     at,
                 );
-                a.outcome_achieved_event = Some(OutcomeAchievedEventBody {
+                a.outcome_achieved_event = Some(Box::new(OutcomeAchievedEventBody {
                     outcome: AchievedOutcomeRef {
                         id: outcome_id(o).into(),
                         self_uri: None,
@@ -82,7 +82,7 @@ fn play(visit: &Visit, start: Timestamp, deployment: &Deployment, enricher: &Enr
                     },
                     value: None,
                     is_positive: None,
-                });
+                }));
                 events.push(a);
                 sessions.push(applied.session.clone());
             }

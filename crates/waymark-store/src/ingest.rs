@@ -89,13 +89,15 @@ pub async fn apply_item<T: JourneyTx>(
     config: &JourneyConfig,
     item: &IngestItem,
 ) -> StoreResult<ItemResult> {
+    // Each arm's future lives on the heap: inline, the largest (a web event's, kilobytes of sessions and events
+    // held across awaits) would be copied whole every time the caller moved this future.
     match item {
-        IngestItem::Web(web) => apply_web(tx, org, config, web).await,
+        IngestItem::Web(web) => Box::pin(apply_web(tx, org, config, web)).await,
         IngestItem::Ping { cookie, at, page_url, scores } => {
-            apply_ping(tx, org, config, cookie, *at, page_url.as_deref(), scores).await
+            Box::pin(apply_ping(tx, org, config, cookie, *at, page_url.as_deref(), scores)).await
         }
-        IngestItem::Action(item) => apply_action(tx, org, item).await,
-        IngestItem::Conversation(c) => apply_conversation(tx, org, c).await,
+        IngestItem::Action(item) => Box::pin(apply_action(tx, org, item)).await,
+        IngestItem::Conversation(c) => Box::pin(apply_conversation(tx, org, c)).await,
     }
 }
 
@@ -469,7 +471,7 @@ async fn run_offers<T: JourneyTx>(
         now: at,
         session_id: &open.session.id,
         page_url: url.as_deref(),
-        event: web,
+        event: web.map(|w| &**w),
         segments: &segments,
         outcome_scores: scores,
     };
@@ -480,7 +482,7 @@ async fn run_offers<T: JourneyTx>(
         let id = new_uuid(at).to_string();
         let correlation = event.map_or_else(|| id.clone(), |e| e.id.clone());
         let mut e = Event::envelope(id, correlation, &open.session, EventType::WebAction, at);
-        e.web_action_event = Some(o.event_body());
+        e.web_action_event = Some(Box::new(o.event_body()));
         tx.insert_event(org, &e).await?;
         events.push(e);
     }
@@ -561,7 +563,7 @@ async fn report_action<T: JourneyTx>(
         body.error_message = item.error_message.clone();
         let id = new_uuid(item.at).to_string();
         let mut e = Event::envelope(id, o.id.clone(), &open.session, EventType::WebAction, item.at);
-        e.web_action_event = Some(body);
+        e.web_action_event = Some(Box::new(body));
         tx.insert_event(org, &e).await?;
         event = Some(e);
         // The visitor answering an offer is a sign of life on an open session.

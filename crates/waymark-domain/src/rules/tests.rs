@@ -8,6 +8,7 @@ use crate::segment::parse_segment_request;
 use crate::wire::{Attribute, Attributes, Browser, Device, DeviceCategory, Page};
 use proptest::prelude::*;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 const T0: i64 = 1_800_000_000_000;
 
@@ -30,14 +31,15 @@ fn path_pattern(op: &str, value: &str, count: u32) -> Value {
 
 fn visit(id: &str, category: DeviceCategory, family: &str, authenticated: bool) -> Session {
     let mut s = Session::new(id.into(), SessionType::Web, t(0));
-    s.device = Some(Device {
+    s.device = Some(Arc::new(Device {
         category,
         device_type: "Other".into(),
         os_family: "Linux".into(),
         os_version: "6".into(),
         ..Device::default()
-    });
-    s.browser = Some(Browser { family: family.into(), version: "124.0.6367.60".into(), ..Browser::default() });
+    }));
+    s.browser =
+        Some(Arc::new(Browser { family: family.into(), version: "124.0.6367.60".into(), ..Browser::default() }));
     s.authenticated = authenticated;
     s
 }
@@ -55,18 +57,18 @@ fn web(
     for (k, v) in attrs {
         attributes.insert(k.to_string(), Attribute { data_type: "string".into(), value: v.to_string() });
     }
-    e.web_event = Some(WebEventBody {
+    e.web_event = Some(Box::new(WebEventBody {
         event_name: name.into(),
         total_event_count: 1,
         total_pageview_count: 1,
-        page: Page {
+        page: Arc::new(Page {
             url: format!("https://shop.example{path}"),
             title: "Page".into(),
             domain: "shop.example".into(),
             hostname: "shop.example".into(),
             pathname: path.into(),
             ..Page::default()
-        },
+        }),
         user_agent_string: None,
         browser: None,
         device: None,
@@ -79,7 +81,7 @@ fn web(
         traits: Attributes::new(),
         search_query: search.map(str::to_string),
         authenticated: session.authenticated,
-    });
+    }));
     e
 }
 
@@ -551,7 +553,7 @@ proptest! {
             visit("v1", DeviceCategory::Mobile, "Safari", false),
             visit("v2", DeviceCategory::Tablet, "Firefox", false),
         ];
-        visits[2].browser.as_mut().unwrap().version = "99.1".into();
+        Arc::make_mut(visits[2].browser.as_mut().unwrap()).version = "99.1".into();
         let mut history = Vec::new();
         let mut now = 0;
         for g in &events {

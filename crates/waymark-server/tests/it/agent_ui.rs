@@ -315,12 +315,12 @@ async fn publish_segment(t: &TestServer, sid: &str, name: &str, color: &str) {
             EventType::SegmentAssignment,
             now,
         );
-        e.segment_assignment_event = Some(SegmentAssignmentEventBody {
+        e.segment_assignment_event = Some(Box::new(SegmentAssignmentEventBody {
             segment: EntityRef::new("seg-vip", "/api/v2/journey/segments"),
             display_name: Some(name.to_string()),
             color: Some(color.to_string()),
             scope: Some("customer".into()),
-        });
+        }));
         LiveChange::Event { record, event: Arc::new(e) }
     })
     .await;
