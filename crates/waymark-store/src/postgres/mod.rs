@@ -201,6 +201,21 @@ impl PgStore {
         Ok(PgStore { shared, tx, tasks })
     }
 
+    /// Drop `schema` with all it holds (a benchmark's scratch schema). No store may be using it.
+    pub async fn drop_schema(url: &str, schema: &str) -> StoreResult<()> {
+        let (client, conn) = tokio_postgres::connect(url, NoTls)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("PostgreSQL at {}: {e}", redact(url))))?;
+        let conn = tokio::spawn(conn);
+        let dropped = client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", quote_ident(schema)))
+            .await
+            .map_err(|e| StoreError::Internal(format!("drop schema {schema}: {e}")));
+        drop(client);
+        let _ = conn.await;
+        dropped
+    }
+
     /// The schema this store works in.
     pub fn schema(&self) -> &str {
         &self.shared.schema

@@ -24,6 +24,7 @@ use waymark_domain::ids::{ContactId, DeploymentId, OrgId, SessionId};
 use waymark_domain::limits::InputLimits;
 use waymark_domain::web_event::{CookieId, RequestAttribute, RequestPage, WebEventRequest, parse_web_event};
 use waymark_server::clock::Clock;
+use waymark_store::postgres::{PgConfig, PgStore};
 use waymark_store::{IngestBatch, IngestItem, ItemResult, JourneyConfig, Store, WebItem};
 
 const UA: &str =
@@ -154,6 +155,17 @@ pub async fn ingest(args: &BenchArgs, batched: bool, section: &mut Section) -> R
     let nodes = args.nodes.max(1);
     if nodes > 1 && !args.store.starts_with("postgres") {
         bail!("several nodes share one store only on PostgreSQL: add --store postgres://…");
+    }
+    // On PostgreSQL each run starts from an empty schema of its own, as each SQLite run starts from an empty
+    // file: ingest into a store that earlier runs filled is slower run after run. The schema is dropped after.
+    if PgConfig::is_url(&args.store) && args.pg_schema.is_none() {
+        let schema = format!("bench_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let mut scratch = args.clone();
+        scratch.pg_schema = Some(schema.clone());
+        eprintln!("  PostgreSQL schema {schema} for this run (dropped after it; --pg-schema picks one to keep)");
+        let result = Box::pin(ingest(&scratch, batched, section)).await;
+        PgStore::drop_schema(&args.store, &schema).await?;
+        return result;
     }
     let setup = Setup::new(args, |_, _, _| async { Ok(()) }).await?;
     let batch = if batched { args.batch.max(1) } else { 1 };
