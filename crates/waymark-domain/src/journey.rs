@@ -138,8 +138,69 @@ pub struct CustomerState {
 /// older than a window (the accepted event age plus clock skew), measured from the event being remembered.
 /// At most [`RecentClientEvents::CAP`] entries are kept: a retry arriving after more than that many newer
 /// events of the same visitor is not recognised.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Stored as one base64 string of [`PACKED_ENTRY_BYTES`] per entry (the hash, then the event time in
+/// milliseconds in 48 bits, both big-endian): the JSON array of number pairs it replaces took 36 bytes per entry,
+/// and made up most of the customer row that the writer rewrites with every event. That array is still read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecentClientEvents(Vec<(u64, i64)>);
+
+const PACKED_ENTRY_BYTES: usize = 14;
+const PACKED_TIME_MAX: i64 = (1 << 48) - 1;
+
+impl Serialize for RecentClientEvents {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine as _;
+        let mut packed = Vec::with_capacity(self.0.len() * PACKED_ENTRY_BYTES);
+        for (hash, at) in &self.0 {
+            packed.extend_from_slice(&hash.to_be_bytes());
+            packed.extend_from_slice(&(*at).clamp(0, PACKED_TIME_MAX).to_be_bytes()[2..]);
+        }
+        serializer.serialize_str(&base64::engine::general_purpose::STANDARD_NO_PAD.encode(packed))
+    }
+}
+
+impl<'de> Deserialize<'de> for RecentClientEvents {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Stored;
+        impl<'de> serde::de::Visitor<'de> for Stored {
+            type Value = RecentClientEvents;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("packed client event ids (base64), or an array of [hash, time] pairs")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                use base64::Engine as _;
+                let packed = base64::engine::general_purpose::STANDARD_NO_PAD.decode(v).map_err(E::custom)?;
+                if packed.len() % PACKED_ENTRY_BYTES != 0 {
+                    return Err(E::custom(format!("packed client event ids of {} bytes", packed.len())));
+                }
+                let entries = packed
+                    .chunks_exact(PACKED_ENTRY_BYTES)
+                    .map(|e| {
+                        let (hash, at) = e.split_at(8);
+                        let mut hash_bytes = [0u8; 8];
+                        hash_bytes.copy_from_slice(hash);
+                        let mut at_bytes = [0u8; 8];
+                        at_bytes[2..].copy_from_slice(at);
+                        (u64::from_be_bytes(hash_bytes), i64::from_be_bytes(at_bytes))
+                    })
+                    .collect();
+                Ok(RecentClientEvents(entries))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut entries = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(RecentClientEvents::CAP));
+                while let Some(pair) = seq.next_element::<(u64, i64)>()? {
+                    entries.push(pair);
+                }
+                Ok(RecentClientEvents(entries))
+            }
+        }
+        deserializer.deserialize_any(Stored)
+    }
+}
 
 impl RecentClientEvents {
     pub const CAP: usize = 128;
@@ -484,6 +545,26 @@ mod tests {
         assert!(!r.contains("k0"));
         // Stored hashes must never change between builds.
         assert_eq!(client_event_hash("a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
+    #[test]
+    fn recent_client_events_are_stored_packed_and_read_back_from_either_form() {
+        let mut r = RecentClientEvents::default();
+        for i in 0..20 {
+            r.remember(&format!("01a210b7-b83d-7215-ab8f-{i:012}"), t(i), 3600);
+        }
+        let packed = serde_json::to_string(&r).unwrap();
+        assert!(packed.starts_with('"') && packed.len() < 20 * 20, "{} bytes: {packed}", packed.len());
+        assert_eq!(serde_json::from_str::<RecentClientEvents>(&packed).unwrap(), r);
+        // The array of [hash, time] pairs that earlier versions stored.
+        let pairs: Vec<(u64, i64)> = r.0.clone();
+        let old = serde_json::to_string(&pairs).unwrap();
+        assert_eq!(serde_json::from_str::<RecentClientEvents>(&old).unwrap(), r);
+        assert_eq!(serde_json::from_str::<RecentClientEvents>(r#""""#).unwrap(), RecentClientEvents::default());
+        // Damaged values are errors, not panics.
+        for bad in [r#""AAAA""#, r#""not base64!""#, "7", r#"[["x", 1]]"#] {
+            assert!(serde_json::from_str::<RecentClientEvents>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -89,7 +89,9 @@ pub fn classify(raw: &str, page_host: &str, campaign: Option<&Campaign>) -> Opti
 /// `google` matches any `google.<tld>`; a full domain matches itself and its subdomains.
 fn matches_source(domain: &str, hostname: &str, pattern: &str) -> bool {
     if pattern.contains('.') {
-        domain == pattern || hostname == pattern || hostname.ends_with(&format!(".{pattern}"))
+        domain == pattern
+            || hostname == pattern
+            || hostname.strip_suffix(pattern).is_some_and(|subdomain| subdomain.ends_with('.'))
     } else {
         domain.split('.').next() == Some(pattern)
     }
@@ -124,5 +126,9 @@ mod tests {
             ReferrerMedium::Paid
         );
         assert!(classify("not a url", "shop.example", None).is_none());
+        // A listed domain matches its subdomains, and not a longer name that merely ends like it.
+        let sub = classify("https://m.facebook.com/story", "shop.example", None).unwrap();
+        assert_eq!((sub.medium, sub.name.as_deref()), (ReferrerMedium::Social, Some("Facebook")));
+        assert_eq!(classify("https://notfacebook.com/", "shop.example", None).unwrap().medium, ReferrerMedium::Unknown);
     }
 }
