@@ -75,8 +75,15 @@ pub fn load(config_file: Option<&PathBuf>, args: &ServeArgs) -> Result<Settings>
 
 pub fn init_logging(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(if cli.verbose { "debug" } else { "info,tower_http=warn" }));
+    // A benchmark prints its own progress and figures; the store it opens in-process to set up the run (its
+    // migrations, say) would only interleave lines with them.
+    let quiet = matches!(cli.command, crate::cli::Command::Bench(_));
+    let default = match (cli.verbose, quiet) {
+        (true, _) => "debug",
+        (false, true) => "warn",
+        (false, false) => "info,tower_http=warn",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let json = std::env::var("WAYMARK_LOG_FORMAT").map(|v| v == "json").unwrap_or(false) || cli.log_json;
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
