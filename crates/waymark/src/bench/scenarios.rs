@@ -164,7 +164,10 @@ pub async fn ingest(args: &BenchArgs, batched: bool, section: &mut Section) -> R
         scratch.pg_schema = Some(schema.clone());
         eprintln!("  PostgreSQL schema {schema} for this run (dropped after it; --pg-schema picks one to keep)");
         let result = Box::pin(ingest(&scratch, batched, section)).await;
-        PgStore::drop_schema(&args.store, &schema).await?;
+        // The figures are printed even when the schema could not be dropped.
+        if let Err(e) = PgStore::drop_schema(&args.store, &schema).await {
+            eprintln!("  could not drop the run's schema {schema} ({e}); drop it with DROP SCHEMA {schema} CASCADE");
+        }
         return result;
     }
     let setup = Setup::new(args, |_, _, _| async { Ok(()) }).await?;
