@@ -3,9 +3,10 @@
 
 use crate::live::LiveChange;
 use crate::state::AppState;
+use std::collections::HashMap;
 use std::sync::Arc;
 use waymark_domain::ids::OrgId;
-use waymark_store::{ItemResult, RemoteChange, RemoteItem};
+use waymark_store::{ItemResult, RemoteChange, RemoteItem, SessionRecord};
 
 /// Publish the sessions and events a committed batch produced.
 pub async fn publish_results(state: &AppState, org: OrgId, results: &[ItemResult]) {
@@ -14,8 +15,14 @@ pub async fn publish_results(state: &AppState, org: OrgId, results: &[ItemResult
 
 /// [`publish_results`] for results the caller no longer needs: their sessions and events move into the live
 /// messages instead of being copied (the web event path, where this is per event).
+///
+/// Web events of one session in one request (a tracker's batch) share that session's last state: each event
+/// goes out with it, and the session itself once, after its last event. The states in between are superseded
+/// within the same commit; sending each (and keeping each in the replay ring) cost a message and a session
+/// snapshot per event.
 pub async fn publish_owned_results(state: &AppState, org: OrgId, results: Vec<ItemResult>) {
-    for r in results {
+    let last = last_web_states(&results);
+    for (i, r) in results.into_iter().enumerate() {
         match r {
             ItemResult::Web(stored) => {
                 state.predictions.after_web_event(state, org, &stored).await;
@@ -23,12 +30,17 @@ pub async fn publish_owned_results(state: &AppState, org: OrgId, results: Vec<It
                 if let Some(closed) = stored.closed {
                     state.hub.publish(org, LiveChange::Session(closed));
                 }
-                let record = stored.session;
+                let (record, is_last) = match last.get(stored.session.session.id.as_str()) {
+                    Some((at, record)) if *at != i => (record.clone(), false),
+                    _ => (stored.session, true),
+                };
                 state.hub.publish(org, LiveChange::Event { record: record.clone(), event: Arc::new(stored.event) });
                 for d in stored.derived {
                     state.hub.publish(org, LiveChange::Event { record: record.clone(), event: Arc::new(d) });
                 }
-                state.hub.publish(org, LiveChange::Session(record));
+                if is_last {
+                    state.hub.publish(org, LiveChange::Session(record));
+                }
             }
             ItemResult::Conversation(stored) => {
                 let stored = *stored;
@@ -54,6 +66,20 @@ pub async fn publish_owned_results(state: &AppState, org: OrgId, results: Vec<It
             _ => {}
         }
     }
+}
+
+/// For each web session in `results`, the position of its last web result and that result's session state.
+fn last_web_states(results: &[ItemResult]) -> HashMap<String, (usize, Arc<SessionRecord>)> {
+    let mut last = HashMap::new();
+    if results.len() < 2 {
+        return last;
+    }
+    for (i, r) in results.iter().enumerate() {
+        if let ItemResult::Web(stored) = r {
+            last.insert(stored.session.session.id.clone(), (i, stored.session.clone()));
+        }
+    }
+    last
 }
 
 /// Publish the changes another node committed (from [`waymark_store::Store::remote_changes`]).

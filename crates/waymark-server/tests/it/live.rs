@@ -5,7 +5,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-crate::store_tests!(agent_stream_receives_events_live_and_resumes);
+crate::store_tests!(agent_stream_receives_events_live_and_resumes, a_batch_sends_each_event_and_its_session_once);
 
 async fn agent_stream_receives_events_live_and_resumes(b: Backend) {
     let t = TestServer::start(b).await;
@@ -78,5 +78,48 @@ async fn agent_stream_receives_events_live_and_resumes(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
+    t.stop().await;
+}
+
+/// A tracker's batch of one visitor's events: the stream hears every event, then the session once, in its state
+/// after the last of them (the states in between are superseded in the same commit).
+async fn a_batch_sends_each_event_and_its_session_once(b: Backend) {
+    let t = TestServer::start(b).await;
+    let mut first = t.event("batch-cookie", "https://shop.example/");
+    first["traits"] = json!({"email": "batch@example.com"});
+    let (_, a) = t.post_events(&first).await;
+    let contact = a["externalContact"]["id"].as_str().unwrap().to_string();
+    let resp = t
+        .client
+        .get(t.url(&format!("/api/v2/journey/live?contactId={contact}")))
+        .bearer_auth(&t.token)
+        .send()
+        .await
+        .unwrap();
+    let mut events = eventsource_stream::EventStream::new(resp.bytes_stream());
+    let hello = tokio::time::timeout(Duration::from_secs(5), events.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(hello.event, "hello");
+
+    let batch = json!(["/a", "/b", "/c"].map(|p| t.event("batch-cookie", &format!("https://shop.example{p}"))));
+    let (status, answer) = t.post_events(&batch).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["results"][1]["session"]["eventCount"], 3, "each result keeps its own count: {answer}");
+
+    let mut pages = Vec::new();
+    let session = loop {
+        let e = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .expect("a message within 5 s")
+            .unwrap()
+            .unwrap();
+        let data: serde_json::Value = serde_json::from_str(&e.data).unwrap();
+        match e.event.as_str() {
+            "event" => pages.push(data["event"]["webEvent"]["page"]["pathname"].as_str().unwrap_or("").to_string()),
+            "session" => break data,
+            _ => {}
+        }
+    };
+    assert_eq!(pages, ["/a", "/b", "/c"], "every event before the session");
+    assert_eq!(session["session"]["eventCount"], 4, "the session as the last event left it: {session}");
     t.stop().await;
 }
