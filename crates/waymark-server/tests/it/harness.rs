@@ -12,6 +12,10 @@ use waymark_store::postgres::{PgConfig, PgStore};
 use waymark_store::sqlite::{SqliteConfig, SqliteStore};
 use waymark_store::{RecordKind, Store};
 
+/// An agent's live stream (`GET /api/v2/journey/live`), as server-sent events.
+pub type LiveStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<eventsource_stream::Event, String>> + Send>>;
+
 /// Which store a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -224,6 +228,20 @@ impl TestServer {
 
     pub fn webevents_path(&self) -> String {
         format!("/api/v2/journey/deployments/{}/webevents", self.deployment)
+    }
+
+    /// Open the live stream `GET /api/v2/journey/live?{query}` as the admin; the server must accept it.
+    pub async fn live_stream(&self, query: &str) -> LiveStream {
+        use futures_util::StreamExt;
+        let resp = self
+            .client
+            .get(self.url(&format!("/api/v2/journey/live?{query}")))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("open the live stream");
+        assert_eq!(resp.status().as_u16(), 200, "the live stream opens");
+        Box::pin(eventsource_stream::EventStream::new(resp.bytes_stream()).map(|e| e.map_err(|e| e.to_string())))
     }
 
     /// POST web event(s) from the allowed origin.

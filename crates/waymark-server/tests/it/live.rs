@@ -14,15 +14,7 @@ async fn agent_stream_receives_events_live_and_resumes(b: Backend) {
     let (_, a) = t.post_events(&first).await;
     let contact = a["externalContact"]["id"].as_str().unwrap().to_string();
 
-    let resp = t
-        .client
-        .get(t.url(&format!("/api/v2/journey/live?contactId={contact}")))
-        .bearer_auth(&t.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let mut events = eventsource_stream::EventStream::new(resp.bytes_stream());
+    let mut events = t.live_stream(&format!("contactId={contact}")).await;
     let hello = tokio::time::timeout(Duration::from_secs(5), events.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(hello.event, "hello");
 
@@ -89,14 +81,7 @@ async fn a_batch_sends_each_event_and_its_session_once(b: Backend) {
     first["traits"] = json!({"email": "batch@example.com"});
     let (_, a) = t.post_events(&first).await;
     let contact = a["externalContact"]["id"].as_str().unwrap().to_string();
-    let resp = t
-        .client
-        .get(t.url(&format!("/api/v2/journey/live?contactId={contact}")))
-        .bearer_auth(&t.token)
-        .send()
-        .await
-        .unwrap();
-    let mut events = eventsource_stream::EventStream::new(resp.bytes_stream());
+    let mut events = t.live_stream(&format!("contactId={contact}")).await;
     let hello = tokio::time::timeout(Duration::from_secs(5), events.next()).await.unwrap().unwrap().unwrap();
     assert_eq!(hello.event, "hello");
 

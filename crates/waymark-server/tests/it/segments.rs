@@ -107,15 +107,7 @@ async fn assignments_and_outcomes_appear_on_the_journey_in_order(b: Backend) {
     let contact = contact_ev["externalContact"]["id"].as_str().expect("contact").to_string();
 
     // An agent is watching this customer live.
-    let resp = t
-        .client
-        .get(t.url(&format!("/api/v2/journey/live?contactId={contact}")))
-        .bearer_auth(&t.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let mut live = eventsource_stream::EventStream::new(resp.bytes_stream());
+    let mut live = t.live_stream(&format!("contactId={contact}")).await;
 
     let (_, first) = t.post_events(&t.event("seg-cookie", "https://shop.example/shoes/red")).await;
     let (_, second) = t.post_events(&t.event("seg-cookie", "https://shop.example/shoes/blue")).await;
