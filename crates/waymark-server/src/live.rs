@@ -62,6 +62,8 @@ pub struct LiveHub {
     seq: AtomicU64,
     connections: AtomicUsize,
     max_connections: usize,
+    /// `waymark_live_messages_total`, looked up once: by name it was a registry lookup per message.
+    messages: metrics::Counter,
 }
 
 /// An owned slot for streams that outlive the borrow.
@@ -83,6 +85,7 @@ impl LiveHub {
             seq: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
             max_connections,
+            messages: metrics::counter!("waymark_live_messages_total"),
         }
     }
 
@@ -129,7 +132,7 @@ impl LiveHub {
         }
         // No receivers is fine: nobody is watching.
         let _ = ch.tx.send(msg);
-        metrics::counter!("waymark_live_messages_total").increment(1);
+        self.messages.increment(1);
     }
 
     /// Subscribe to an organisation; returns messages after `last_seen` still in the replay ring, and whether

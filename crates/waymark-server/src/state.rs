@@ -61,6 +61,9 @@ pub struct AppParts {
     /// Serializes segment/outcome writes, so that the per-organisation limits hold under concurrency.
     pub definitions_lock: Arc<tokio::sync::Mutex<()>>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The tracking endpoint's counters, looked up once (by name and label it was a registry lookup each).
+    pub web_events_ingested: metrics::Counter,
+    pub web_events_rejected: metrics::Counter,
 }
 
 const DEPLOYMENT_TTL: Duration = Duration::from_secs(5);
@@ -97,6 +100,8 @@ impl AppState {
             journey_configs: Arc::new(Mutex::new(HashMap::new())),
             definitions_lock: Arc::new(tokio::sync::Mutex::new(())),
             metrics,
+            web_events_ingested: metrics::counter!("waymark_events_ingested_total", "kind" => "web"),
+            web_events_rejected: metrics::counter!("waymark_events_rejected_total", "kind" => "web"),
         }))
     }
 

@@ -303,12 +303,12 @@ async fn ingest_webevents(
         let config = state.journey_config(deployment.org_id).await?;
         let n = items.len();
         let results = state.store.ingest(IngestBatch { org: deployment.org_id, config, items }).await?;
-        metrics::counter!("waymark_events_ingested_total", "kind" => "web").increment(n as u64);
+        state.web_events_ingested.increment(n as u64);
         results
     };
     let org = deployment.org_id;
     let rejected = outcomes.iter().filter(|o| o.is_some()).count();
-    metrics::counter!("waymark_events_rejected_total", "kind" => "web").increment(rejected as u64);
+    state.web_events_rejected.increment(rejected as u64);
     // The answer is built from the results first; then the results move into the live messages.
     if single {
         let answer = match (outcomes.pop().flatten(), results.first()) {
