@@ -181,16 +181,22 @@ fn offer_states(events: &[Value], map: &str) -> Vec<String> {
 }
 
 /// Wait until the customer's web events include `name`; returns the whole journey.
+///
+/// The journey is read again once the event shows: [`all_sessions`] reads the sessions before their events, so
+/// the read that first sees the event may hold its session as it was before that event's commit (seen on
+/// PostgreSQL: `authenticated` still false beside the identifying event). A read that starts after the event
+/// was visible gets the session of that commit or later.
 async fn wait_for_event(t: &TestServer, cookie: &str, name: &str) -> Vec<(Value, Vec<Value>)> {
     eventually(&format!("{name} from {cookie}"), || async {
         let j = journey(t, cookie).await;
         if j.iter().any(|(_, evs)| web_names(evs).iter().any(|n| n == name)) {
-            Ok(j)
+            Ok(())
         } else {
             Err(format!("{:?}", j.iter().map(|(_, e)| web_names(e)).collect::<Vec<_>>()))
         }
     })
-    .await
+    .await;
+    journey(t, cookie).await
 }
 
 /// Wait for an offer on the page; returns (action map name shown, the focused element's class, dialog label).
