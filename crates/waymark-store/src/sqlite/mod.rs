@@ -11,6 +11,7 @@
 
 mod read;
 mod tx;
+mod wal_vfs;
 
 use crate::ingest::apply_item;
 use crate::migrate::{Migration, SQLITE};
@@ -166,7 +167,9 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::Unavailable(format!("cannot create data directory {}: {e}", dir.display())))?;
         }
-        let conn = Connection::open(&config.path)
+        // The writer's connection writes each commit's WAL frames with one write (see `wal_vfs`).
+        wal_vfs::register().map_err(|e| StoreError::Internal(format!("register the WAL VFS: {e}")))?;
+        let conn = Connection::open_with_flags_and_vfs(&config.path, OpenFlags::default(), wal_vfs::VFS_NAME)
             .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", config.path.display())))?;
         // auto_vacuum must be set before the first table exists.
         conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(sql_err)?;
