@@ -2,12 +2,15 @@
 //! database. One broadcast channel per organisation carries [`LiveMessage`]s from the ingest path (and, with
 //! several nodes, from the store's change feed); each stream filters them for the customer it watches and the
 //! caller's permissions. A short replay ring per organisation lets a reconnecting browser resume from its
-//! `Last-Event-ID`; when it fell too far behind it is told to `resync`.
+//! `Last-Event-ID`; when it fell too far behind it is told to `resync`. An organisation nobody has watched on
+//! this node for [`REPLAY_GRACE`] gets no messages at all: its changes only move the sequence and empty the
+//! ring, so a stream resuming from before them resyncs.
 
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use waymark_domain::event::Event;
 use waymark_domain::ids::{ContactId, OrgId};
@@ -51,9 +54,27 @@ impl LiveMessage {
 
 const REPLAY: usize = 2048;
 
+/// How long an organisation's changes are still kept for replay after its last stream on this node went away:
+/// a browser that reconnects within it (EventSource retries after a few seconds) resumes from its
+/// `Last-Event-ID`. Past it, and for an organisation never watched here, changes are not turned into messages.
+pub const REPLAY_GRACE: Duration = Duration::from_secs(60);
+
+/// `OrgChannel::watched_ms` of an organisation nobody has watched on this node.
+const NEVER: u64 = u64::MAX;
+
 struct OrgChannel {
     tx: broadcast::Sender<Arc<LiveMessage>>,
+    /// Also held while a stream subscribes, so that a publish sees either the stream or none of it.
     replay: Mutex<VecDeque<Arc<LiveMessage>>>,
+    /// When someone last watched (milliseconds since the hub started), or [`NEVER`].
+    watched_ms: AtomicU64,
+}
+
+impl OrgChannel {
+    fn kept_for_replay(&self, now_ms: u64) -> bool {
+        let w = self.watched_ms.load(Ordering::Relaxed);
+        w != NEVER && now_ms.saturating_sub(w) <= REPLAY_GRACE.as_millis() as u64
+    }
 }
 
 /// Per-organisation fan-out with replay.
@@ -64,6 +85,19 @@ pub struct LiveHub {
     max_connections: usize,
     /// `waymark_live_messages_total`, looked up once: by name it was a registry lookup per message.
     messages: metrics::Counter,
+    started: Instant,
+}
+
+/// Held by a live stream; see [`LiveHub::watching`].
+pub struct Watching {
+    hub: Arc<LiveHub>,
+    org: OrgId,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.hub.unwatch(self.org);
+    }
 }
 
 /// An owned slot for streams that outlive the borrow.
@@ -86,7 +120,12 @@ impl LiveHub {
             connections: AtomicUsize::new(0),
             max_connections,
             messages: metrics::counter!("waymark_live_messages_total"),
+            started: Instant::now(),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
     }
 
     fn channel(&self, org: OrgId) -> Arc<OrgChannel> {
@@ -99,7 +138,8 @@ impl LiveHub {
             .or_insert_with(|| {
                 Arc::new(OrgChannel {
                     tx: broadcast::channel(4096).0,
-                    replay: Mutex::new(VecDeque::with_capacity(REPLAY)),
+                    replay: Mutex::new(VecDeque::new()),
+                    watched_ms: AtomicU64::new(NEVER),
                 })
             })
             .clone()
@@ -121,18 +161,43 @@ impl LiveHub {
 
     /// Publish a change to an organisation's listeners.
     pub fn publish(&self, org: OrgId, change: LiveChange) {
-        let msg = Arc::new(LiveMessage { seq: self.seq.fetch_add(1, Ordering::Relaxed), change });
         let ch = self.channel(org);
-        {
+        let now = self.now_ms();
+        let msg = {
             let mut r = ch.replay.lock();
+            if ch.tx.receiver_count() > 0 {
+                ch.watched_ms.store(now, Ordering::Relaxed);
+            } else if !ch.kept_for_replay(now) {
+                // Nobody to send it to or to replay it for. The sequence moves and the ring empties, so that a
+                // stream resuming from before this change is told of the gap.
+                self.seq.fetch_add(1, Ordering::Relaxed);
+                if !r.is_empty() {
+                    r.clear();
+                }
+                return;
+            }
+            let msg = Arc::new(LiveMessage { seq: self.seq.fetch_add(1, Ordering::Relaxed), change });
             if r.len() == REPLAY {
                 r.pop_front();
             }
             r.push_back(msg.clone());
-        }
-        // No receivers is fine: nobody is watching.
+            msg
+        };
+        // No receivers is fine: a stream that went away within the grace period replays from the ring.
         let _ = ch.tx.send(msg);
         self.messages.increment(1);
+    }
+
+    /// A stream of `org` ends now: its changes stay replayable for [`REPLAY_GRACE`] from now.
+    fn unwatch(&self, org: OrgId) {
+        if let Some(c) = self.orgs.read().get(&org) {
+            c.watched_ms.store(self.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// A guard for a stream watching `org`: dropping it marks the moment the stream went away.
+    pub fn watching(self: &Arc<Self>, org: OrgId) -> Watching {
+        Watching { hub: self.clone(), org }
     }
 
     /// Subscribe to an organisation; returns messages after `last_seen` still in the replay ring, and whether
@@ -144,6 +209,7 @@ impl LiveHub {
     ) -> (broadcast::Receiver<Arc<LiveMessage>>, Vec<Arc<LiveMessage>>, bool) {
         let ch = self.channel(org);
         let replay = ch.replay.lock();
+        ch.watched_ms.store(self.now_ms(), Ordering::Relaxed);
         let rx = ch.tx.subscribe();
         let Some(last) = last_seen else { return (rx, Vec::new(), false) };
         let oldest = replay.front().map(|m| m.seq);
@@ -204,6 +270,50 @@ mod tests {
         hub.publish(org, change(org));
         let (_rx2, missed, gap) = hub.subscribe(org, Some(last));
         assert_eq!(missed.len(), 1);
+        assert!(gap);
+    }
+
+    #[test]
+    fn an_organisation_nobody_watches_gets_no_messages_and_a_resume_resyncs() {
+        let hub = Arc::new(LiveHub::new(10));
+        let org = OrgId(uuid::Uuid::new_v4());
+        let before = hub.seq.load(Ordering::Relaxed);
+        hub.publish(org, change(org));
+        hub.publish(org, change(org));
+        assert_eq!(hub.seq.load(Ordering::Relaxed), before + 2, "the sequence still moves");
+        assert!(hub.channel(org).replay.lock().is_empty(), "nothing is kept for nobody");
+        let (_rx, missed, gap) = hub.subscribe(org, Some(before - 1));
+        assert!(missed.is_empty());
+        assert!(gap, "a stream resuming from before the unwatched changes resyncs");
+    }
+
+    #[test]
+    fn changes_after_the_last_stream_left_replay_within_the_grace_period_only() {
+        let mut hub = LiveHub::new(10);
+        // The hub has been up for longer than the grace period.
+        hub.started = Instant::now().checked_sub(REPLAY_GRACE * 3).expect("a monotonic clock this old");
+        let hub = Arc::new(hub);
+        let org = OrgId(uuid::Uuid::new_v4());
+        let watching = hub.watching(org);
+        let (rx, _, _) = hub.subscribe(org, None);
+        hub.publish(org, change(org));
+        let last = hub.seq.load(Ordering::Relaxed) - 1;
+        drop(rx);
+        drop(watching);
+        // The stream went away just now: a change is kept, and a reconnect replays it without a gap.
+        hub.publish(org, change(org));
+        let (rx, missed, gap) = hub.subscribe(org, Some(last));
+        assert_eq!(missed.len(), 1);
+        assert!(!gap);
+        drop(rx);
+        // Long after the last stream left, changes are dropped and a reconnect resyncs.
+        let long_ago = hub.now_ms() - REPLAY_GRACE.as_millis() as u64 - 1;
+        hub.channel(org).watched_ms.store(long_ago, Ordering::Relaxed);
+        let last = hub.seq.load(Ordering::Relaxed) - 1;
+        hub.publish(org, change(org));
+        assert!(hub.channel(org).replay.lock().is_empty());
+        let (_rx, missed, gap) = hub.subscribe(org, Some(last));
+        assert!(missed.is_empty());
         assert!(gap);
     }
 }

@@ -67,6 +67,7 @@ pub async fn live(
         .and_then(|v| v.to_str().ok())
         .or(q.get("lastEventId"))
         .and_then(|s| s.parse::<u64>().ok());
+    let watching = state.hub.watching(auth.org);
     let (rx, missed, gap) = state.hub.subscribe(auth.org, last_seen);
     let caller = auth.caller.clone();
     let now = state.clock.now();
@@ -88,7 +89,7 @@ pub async fn live(
             pending.push_back(e);
         }
     }
-    let st = StreamState { pending, rx, caller, contact, cookie: cookie_s, _slot: slot };
+    let st = StreamState { pending, rx, caller, contact, cookie: cookie_s, _slot: slot, _watching: watching };
     // The stream owns the receiver and the connection slot: when the client goes away axum drops it, and both
     // are released at once (no task left behind).
     let stream = futures_util::stream::unfold(st, |mut st| async move {
@@ -160,6 +161,8 @@ struct StreamState {
     contact: Option<ContactId>,
     cookie: Option<String>,
     _slot: crate::live::OwnedSlot,
+    /// Dropped after `rx`: the organisation counts as watched until the stream is gone.
+    _watching: crate::live::Watching,
 }
 
 /// The live push stream.
