@@ -613,6 +613,7 @@ fn encode_tagged(state: &CustomerState, tag: u8) -> StoreResult<Vec<u8>> {
     })
 }
 
+/// JSON of a row body, in a buffer sized for it.
 fn to_json_string<T: serde::Serialize>(value: &T, what: &str) -> StoreResult<String> {
     let mut out = Vec::with_capacity(JSON_CAPACITY);
     serde_json::to_writer(&mut out, value).map_err(|e| StoreError::Internal(format!("encode {what}: {e}")))?;
