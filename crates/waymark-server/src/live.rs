@@ -71,9 +71,9 @@ struct OrgChannel {
 }
 
 impl OrgChannel {
-    fn kept_for_replay(&self, now_ms: u64) -> bool {
+    fn kept_for_replay(&self, now_ms: u64, grace: Duration) -> bool {
         let w = self.watched_ms.load(Ordering::Relaxed);
-        w != NEVER && now_ms.saturating_sub(w) <= REPLAY_GRACE.as_millis() as u64
+        w != NEVER && u128::from(now_ms.saturating_sub(w)) < grace.as_millis()
     }
 }
 
@@ -86,6 +86,8 @@ pub struct LiveHub {
     /// `waymark_live_messages_total`, looked up once: by name it was a registry lookup per message.
     messages: metrics::Counter,
     started: Instant,
+    /// [`REPLAY_GRACE`] (tests shorten it).
+    replay_grace: Duration,
 }
 
 /// Held by a live stream; see [`LiveHub::watching`].
@@ -121,6 +123,7 @@ impl LiveHub {
             max_connections,
             messages: metrics::counter!("waymark_live_messages_total"),
             started: Instant::now(),
+            replay_grace: REPLAY_GRACE,
         }
     }
 
@@ -167,7 +170,7 @@ impl LiveHub {
             let mut r = ch.replay.lock();
             if ch.tx.receiver_count() > 0 {
                 ch.watched_ms.store(now, Ordering::Relaxed);
-            } else if !ch.kept_for_replay(now) {
+            } else if !ch.kept_for_replay(now, self.replay_grace) {
                 // Nobody to send it to or to replay it for. The sequence moves and the ring empties, so that a
                 // stream resuming from before this change is told of the gap.
                 self.seq.fetch_add(1, Ordering::Relaxed);
@@ -289,31 +292,34 @@ mod tests {
 
     #[test]
     fn changes_after_the_last_stream_left_replay_within_the_grace_period_only() {
-        let mut hub = LiveHub::new(10);
-        // The hub has been up for longer than the grace period.
-        hub.started = Instant::now().checked_sub(REPLAY_GRACE * 3).expect("a monotonic clock this old");
-        let hub = Arc::new(hub);
+        // The stream left just now: a change is kept, and a reconnect replays it without a gap.
+        let hub = Arc::new(LiveHub::new(10));
         let org = OrgId(uuid::Uuid::new_v4());
-        let watching = hub.watching(org);
-        let (rx, _, _) = hub.subscribe(org, None);
+        let last = left_after_one_change(&hub, org);
         hub.publish(org, change(org));
-        let last = hub.seq.load(Ordering::Relaxed) - 1;
-        drop(rx);
-        drop(watching);
-        // The stream went away just now: a change is kept, and a reconnect replays it without a gap.
-        hub.publish(org, change(org));
-        let (rx, missed, gap) = hub.subscribe(org, Some(last));
+        let (_rx, missed, gap) = hub.subscribe(org, Some(last));
         assert_eq!(missed.len(), 1);
         assert!(!gap);
-        drop(rx);
-        // Long after the last stream left, changes are dropped and a reconnect resyncs.
-        let long_ago = hub.now_ms() - REPLAY_GRACE.as_millis() as u64 - 1;
-        hub.channel(org).watched_ms.store(long_ago, Ordering::Relaxed);
-        let last = hub.seq.load(Ordering::Relaxed) - 1;
+
+        // Past the grace period (here none at all), changes are dropped and a reconnect resyncs.
+        let mut hub = LiveHub::new(10);
+        hub.replay_grace = Duration::ZERO;
+        let hub = Arc::new(hub);
+        let last = left_after_one_change(&hub, org);
         hub.publish(org, change(org));
         assert!(hub.channel(org).replay.lock().is_empty());
         let (_rx, missed, gap) = hub.subscribe(org, Some(last));
         assert!(missed.is_empty());
         assert!(gap);
+    }
+
+    /// A stream watches `org`, hears one change and goes away; returns that change's sequence number.
+    fn left_after_one_change(hub: &Arc<LiveHub>, org: OrgId) -> u64 {
+        let watching = hub.watching(org);
+        let (rx, _, _) = hub.subscribe(org, None);
+        hub.publish(org, change(org));
+        drop(rx);
+        drop(watching);
+        hub.seq.load(Ordering::Relaxed) - 1
     }
 }

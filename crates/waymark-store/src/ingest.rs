@@ -609,6 +609,10 @@ fn encode_tagged(state: &CustomerState, tag: u8) -> StoreResult<Vec<u8>> {
         let n = lz4_flex::block::compress_into(json, &mut out[5..])
             .map_err(|e| StoreError::Internal(format!("compress customer state: {e}")))?;
         out.truncate(5 + n);
+        if json.capacity() > 16 * JSON_CAPACITY {
+            // One unusually large state does not keep its buffer's memory for the thread's life.
+            *json = Vec::with_capacity(JSON_CAPACITY);
+        }
         Ok(out)
     })
 }
