@@ -176,6 +176,7 @@ pub async fn open_store(s: &Settings) -> Result<Arc<dyn Store>> {
             "full" => Durability::Full,
             other => bail!("durability must be 'normal' or 'full', not {other:?}"),
         };
+        cfg.cache_customers = s.state_cache_customers;
         let store = tokio::task::spawn_blocking(move || SqliteStore::open(cfg))
             .await?
             .context("cannot open the embedded store")?;

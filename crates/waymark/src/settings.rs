@@ -21,6 +21,9 @@ pub struct Settings {
     pub pg_schema: String,
     /// `normal` or `full` (SQLite fsync on every commit).
     pub durability: String,
+    /// Customer states the embedded store's writer keeps in memory (about 5 KB each); an event of a visitor not
+    /// among them reads the state back from its row first. It bounds the server's memory under any load.
+    pub state_cache_customers: usize,
     pub log_format: String,
     pub server: ServerConfig,
 }
@@ -32,6 +35,7 @@ impl Default for Settings {
             store: "sqlite".into(),
             pg_schema: "public".into(),
             durability: "normal".into(),
+            state_cache_customers: waymark_store::sqlite::DEFAULT_CACHE_CUSTOMERS,
             log_format: "pretty".into(),
             server: ServerConfig::default(),
         }
