@@ -96,3 +96,21 @@ pub fn init_logging(cli: &Cli) {
         let _ = builder.try_init();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_cache_size_comes_from_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let load_text = |text: &str| {
+            let path = dir.path().join("waymark.toml");
+            std::fs::write(&path, text).unwrap();
+            load(Some(&path), &ServeArgs::default())
+        };
+        assert_eq!(load_text("").unwrap().state_cache_customers, waymark_store::sqlite::DEFAULT_CACHE_CUSTOMERS);
+        assert_eq!(load_text("state_cache_customers = 1234\n").unwrap().state_cache_customers, 1234);
+        assert!(load_text("state_cache_customers = \"lots\"\n").is_err(), "a size that is not a number is refused");
+    }
+}
