@@ -378,9 +378,16 @@ pub fn apply_web_event(
             s.search_terms.push(t.clone());
         }
     }
+    // Values usually repeat from one event to the next (a cart size, a user agent): copied only when they change.
     for (k, v) in &ev.attributes {
-        if s.attributes.len() < 200 || s.attributes.contains_key(k) {
-            s.attributes.insert(k.clone(), v.clone());
+        let room = s.attributes.len() < 200;
+        match s.attributes.get_mut(k) {
+            Some(held) if held == v => {}
+            Some(held) => *held = v.clone(),
+            None if room => {
+                s.attributes.insert(k.clone(), v.clone());
+            }
+            None => {}
         }
     }
     s.browser = Some(enrichment.browser.clone());
@@ -392,10 +399,10 @@ pub fn apply_web_event(
     if ev.ip_collected {
         s.ip_address = ev.ip.map(|i| i.to_string()).or(s.ip_address.take());
     }
-    if ev.user_agent.is_some() {
+    if ev.user_agent.is_some() && s.user_agent_string != ev.user_agent {
         s.user_agent_string = ev.user_agent.clone();
     }
-    if ev.external_id.is_some() {
+    if ev.external_id.is_some() && s.external_id != ev.external_id {
         s.external_id = ev.external_id.clone();
     }
     s.authenticated = authenticated;
