@@ -55,6 +55,8 @@ pub struct SqliteConfig {
     pub readers: usize,
     /// Customer states kept in the writer's cache.
     pub cache_customers: usize,
+    /// WAL pages after which the WAL starts over from its beginning ([`WAL_RESTART_FRAMES`]).
+    pub wal_restart_frames: i64,
 }
 
 /// Customer states the writer keeps in memory by default. A state with its open sessions takes ~5 KB, so this
@@ -69,6 +71,7 @@ impl SqliteConfig {
             max_batch_jobs: 512,
             readers: 4,
             cache_customers: DEFAULT_CACHE_CUSTOMERS,
+            wal_restart_frames: WAL_RESTART_FRAMES,
         }
     }
 }
@@ -208,10 +211,13 @@ impl SqliteStore {
         // Checkpoints (copying the WAL into the database, with fsyncs) run on their own thread, not inside the
         // writer's commits; the WAL file is truncated back to this size after it was reset.
         conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(sql_err)?;
-        // The WAL restarts at `WAL_RESTART_FRAMES` pages (SQLite's default 4 KiB): the file keeps that size.
-        conn.pragma_update(None, "journal_size_limit", WAL_RESTART_FRAMES * 4096).map_err(sql_err)?;
+        // The WAL restarts a little after `wal_restart_frames` pages (SQLite's default 4 KiB), once the checkpoint
+        // has caught up. The limit leaves room for that lag so that the file is not cut back after every restart
+        // (the cut cost the next commit an ftruncate and a slower fsync, and the file then grew again).
+        let restart_frames = config.wal_restart_frames.max(2 * RESTART_LAG_FRAMES);
+        conn.pragma_update(None, "journal_size_limit", restart_frames * 4096 * 3 / 2).map_err(sql_err)?;
         let restart_wal = Arc::new(AtomicBool::new(false));
-        let checkpointer = spawn_checkpointer(&config.path, restart_wal.clone())?;
+        let checkpointer = spawn_checkpointer(&config.path, restart_frames, restart_wal.clone())?;
 
         let readers = Arc::new(ReaderPool {
             path: config.path.clone(),
@@ -269,35 +275,63 @@ impl SqliteStore {
 /// 200 ms a restart took 50-60 ms under batched ingest, at 50 ms 35-45 ms (`waymark_store_wal_restart_seconds`).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
-/// WAL frames (pages) after which the checkpoint thread restarts the WAL from its beginning (128 MiB at 4 KiB
+/// WAL frames (pages) after which, by default, the checkpoint thread restarts the WAL from its beginning (128 MiB at 4 KiB
 /// pages; the file is kept at that size, `journal_size_limit`). Each restart stops the writer for tens of
 /// milliseconds whatever the size: at 64 MiB batched ingest restarted 2-4 times a second and lost ~10 % of the
 /// writer's time to it; at 128 MiB half as often (batches of 100: 97-116k -> 118-120k events/s, same hour).
 const WAL_RESTART_FRAMES: i64 = 32 * 1024;
+
+/// The most WAL frames a passive pass may have left uncopied for the writer to restart the WAL: the restart
+/// copies and syncs them while the writer waits (1,024 pages: ~2 ms of copying and ~5 ms of fsync here).
+const RESTART_LAG_FRAMES: i64 = 1024;
 
 /// Start the thread that checkpoints the WAL until the returned sender is dropped.
 ///
 /// A PASSIVE checkpoint never blocks the writer or readers, but under a continuous stream of commits it never
 /// catches up with the end of the WAL, so the WAL would never start over: it would grow without bound, and every
 /// commit would extend the file (the kernel zeroes each new page) and lengthen the WAL index searched by reads.
-/// So once the WAL holds [`WAL_RESTART_FRAMES`] and the passive pass has copied most of it, this thread sets
+/// So once the WAL holds `restart_frames` and the passive pass has copied all but [`RESTART_LAG_FRAMES`] of it
+/// (passes run back to back until then), this thread sets
 /// `restart_wal`; the writer then runs a RESTART checkpoint itself between two groups (it holds no lock then,
 /// so nothing waits in a busy loop), which copies the few remaining frames and makes the next commit write
 /// from the start of the file again.
-fn spawn_checkpointer(path: &Path, restart_wal: Arc<AtomicBool>) -> StoreResult<std::sync::mpsc::Sender<()>> {
+fn spawn_checkpointer(
+    path: &Path,
+    restart_frames: i64,
+    restart_wal: Arc<AtomicBool>,
+) -> StoreResult<std::sync::mpsc::Sender<()>> {
     let conn = Connection::open(path)
         .map_err(|e| StoreError::Unavailable(format!("cannot open {} for checkpoints: {e}", path.display())))?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
+    // SQLite syncs the database file only after a pass that reached the end of the WAL, which a passive pass
+    // under a steady stream of commits never does: the pages it copies stay dirty in the kernel until the WAL
+    // restart, whose fsync then wrote them all while the writer waited (8,192 dirty pages: ~30 ms here). So
+    // this thread syncs the file itself after each pass; the restart is left with only the last pass's lag.
+    let db_file = std::fs::File::open(path)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {} for checkpoints: {e}", path.display())))?;
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("wm-sqlite-ckpt".into())
         .spawn(move || {
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+            let mut wait = CHECKPOINT_EVERY;
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
+                wait = CHECKPOINT_EVERY;
                 match wal_checkpoint(&conn, "PASSIVE") {
-                    Ok((log, copied)) if log >= WAL_RESTART_FRAMES && log - copied < WAL_RESTART_FRAMES / 4 => {
-                        restart_wal.store(true, Ordering::Relaxed);
+                    Ok((log, copied)) => {
+                        if copied > 0 {
+                            if let Err(e) = db_file.sync_data() {
+                                tracing::warn!(error = %e, "sqlite database file sync failed; retrying");
+                            }
+                        }
+                        if log >= restart_frames {
+                            if log - copied <= RESTART_LAG_FRAMES {
+                                restart_wal.store(true, Ordering::Relaxed);
+                            } else {
+                                // Catch up at once: the restart waits for whatever is left to copy.
+                                wait = Duration::ZERO;
+                            }
+                        }
                     }
-                    Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "sqlite checkpoint failed; retrying"),
                 }
             }

@@ -179,6 +179,42 @@ async fn a_customer_read_back_from_the_embedded_store_continues_its_session() {
     assert_eq!(sessions[0].session.last_page.as_ref().map(|p| p.pathname.as_str()), Some("/c"));
 }
 
+/// Under a steady stream of commits the WAL starts over once it is large: the file stays bounded while far
+/// more than its size goes through it, and every event is still there afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_stores_wal_starts_over_under_steady_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let restart_frames = 2048; // 8 MiB of 4 KiB pages
+    let store = SqliteStore::open(SqliteConfig {
+        wal_restart_frames: restart_frames,
+        ..SqliteConfig::new(dir.path().join("w.db"))
+    })
+    .unwrap();
+    let (org, t) = (OrgId::new_v7(now()), now());
+    let (db, wal) = (dir.path().join("w.db"), dir.path().join("w.db-wal"));
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let restart_bytes = restart_frames as u64 * 4096;
+    let (mut events, mut largest_wal) = (0usize, 0u64);
+    // Every database page came through the WAL: once the database holds three times the restart size, that
+    // much has gone through it.
+    while size(&db) < 3 * restart_bytes {
+        let items = (0..50)
+            .map(|i| web(org, &format!("v{events}-{i}"), &format!("/{}", "p".repeat(1500)), t))
+            .collect();
+        let results = store.ingest(batch(org, items)).await.unwrap();
+        assert!(results.iter().all(|r| matches!(r, ItemResult::Web(_))), "{results:?}");
+        events += 50;
+        largest_wal = largest_wal.max(size(&wal));
+        assert!(events < 200_000, "the database did not grow: {} bytes", size(&db));
+    }
+    assert!(
+        largest_wal < 2 * restart_bytes,
+        "the WAL grew to {largest_wal} bytes (restart at {restart_bytes}) while the database reached {}",
+        size(&db)
+    );
+    assert_eq!(store.stats().await.unwrap().events as usize, events);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_purges_old_journeys_and_keeps_recent_ones() {
     for (store, schema, _dir) in both().await {
