@@ -318,10 +318,10 @@ fn spawn_checkpointer(
                 wait = CHECKPOINT_EVERY;
                 match wal_checkpoint(&conn, "PASSIVE") {
                     Ok((log, copied)) => {
-                        if copied > 0 {
-                            if let Err(e) = db_file.sync_data() {
-                                tracing::warn!(error = %e, "sqlite database file sync failed; retrying");
-                            }
+                        if copied > 0
+                            && let Err(e) = db_file.sync_data()
+                        {
+                            tracing::warn!(error = %e, "sqlite database file sync failed; retrying");
                         }
                         if log >= restart_frames {
                             if log - copied <= RESTART_LAG_FRAMES {

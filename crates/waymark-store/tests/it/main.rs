@@ -198,9 +198,8 @@ async fn the_embedded_stores_wal_starts_over_under_steady_writes() {
     // Every database page came through the WAL: once the database holds three times the restart size, that
     // much has gone through it.
     while size(&db) < 3 * restart_bytes {
-        let items = (0..50)
-            .map(|i| web(org, &format!("v{events}-{i}"), &format!("/{}", "p".repeat(1500)), t))
-            .collect();
+        let items =
+            (0..50).map(|i| web(org, &format!("v{events}-{i}"), &format!("/{}", "p".repeat(1500)), t)).collect();
         let results = store.ingest(batch(org, items)).await.unwrap();
         assert!(results.iter().all(|r| matches!(r, ItemResult::Web(_))), "{results:?}");
         events += 50;
