@@ -19,7 +19,7 @@ use std::sync::Arc;
 use waymark_domain::deployment::Deployment;
 use waymark_domain::identity::TraitIdentity;
 use waymark_domain::ids::{DeploymentId, OrgId};
-use waymark_domain::web_event::{CookieId, WebEventRequest, parse_web_event};
+use waymark_domain::web_event::{CookieId, UrlMemo, WebEventRequest, parse_web_event_in};
 use waymark_domain::wire::{Attributes, Browser, Campaign, Device, EntityRef, Geolocation, Page, Referrer};
 use waymark_domain::{ErrorCode, Rejection, Timestamp};
 use waymark_enrich::RequestEnrichments;
@@ -260,6 +260,7 @@ async fn ingest_webevents(
     let mut outcomes: Vec<Option<Rejection>> = Vec::with_capacity(raw_events.len());
     let mut items = Vec::with_capacity(raw_events.len());
     let mut enrichments = RequestEnrichments::default();
+    let mut url_memo = UrlMemo::default();
     for raw in raw_events {
         let parsed = serde_json::from_str::<WebEventRequest>(raw.get())
             .map_err(|e| match e.classify() {
@@ -274,7 +275,15 @@ async fn ingest_webevents(
                 ),
             })
             .and_then(|req| {
-                parse_web_event(req, deployment, limits, now, Some(ctx.client_ip), ctx.user_agent.as_deref())
+                parse_web_event_in(
+                    req,
+                    deployment,
+                    limits,
+                    now,
+                    Some(ctx.client_ip),
+                    ctx.user_agent.as_deref(),
+                    &mut url_memo,
+                )
             })
             .and_then(|ev| {
                 // Without an Origin header (server-to-server, some beacons) the page itself must be on an allowed domain.
@@ -291,7 +300,7 @@ async fn ingest_webevents(
             Ok(ev) => {
                 let enrichment = enrichments.enrich(&state.enricher, ev.user_agent.as_deref(), &ev.hints, ev.ip);
                 let identity = TraitIdentity::from_traits(&ev.traits, region);
-                items.push(IngestItem::Web(Box::new(WebItem { event: ev, enrichment, identity })));
+                items.push(IngestItem::Web(Box::new(WebItem::new(ev, enrichment, identity))));
                 outcomes.push(None);
             }
             Err(r) => outcomes.push(Some(r)),

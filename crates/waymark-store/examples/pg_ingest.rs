@@ -61,11 +61,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "userAgentString": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
         }))?;
         let event = parse_web_event(req, &deployment, &limits, now, None, None).map_err(|r| r.message)?;
-        items.push(IngestItem::Web(Box::new(WebItem {
-            event,
-            enrichment: Enrichment::default(),
-            identity: TraitIdentity::default(),
-        })));
+        items.push(IngestItem::Web(Box::new(WebItem::new(event, Enrichment::default(), TraitIdentity::default()))));
         if items.len() == batch {
             batches.push(IngestBatch { org, config: journey.clone(), items: std::mem::take(&mut items) });
         }

@@ -118,6 +118,16 @@ pub struct WebItem {
     pub event: WebEvent,
     pub enrichment: Enrichment,
     pub identity: TraitIdentity,
+    /// The stored body's fields that come from the request alone, already JSON ([`WebItem::new`]).
+    pub fields_json: Option<crate::ingest::WebFieldsJson>,
+}
+
+impl WebItem {
+    /// An item for `event`, its request-side fields encoded here (on the request's thread, not the writer's).
+    pub fn new(event: WebEvent, enrichment: Enrichment, identity: TraitIdentity) -> WebItem {
+        let fields_json = crate::ingest::WebFieldsJson::of(&event);
+        WebItem { event, enrichment, identity, fields_json }
+    }
 }
 
 /// What happened to one item.

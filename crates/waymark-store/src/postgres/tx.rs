@@ -9,9 +9,7 @@
 use super::feed::Note;
 use super::read::{self, execute, query, query_opt};
 use super::{Shared, pg_err, pool_err};
-use crate::ingest::{
-    JourneyTx, decode_session, decode_state, encode_event, encode_session, encode_state, with_contact_ref,
-};
+use crate::ingest::{JourneyTx, decode_session, decode_state, encode_session, encode_state, with_contact_ref};
 use crate::types::*;
 use crate::{Record, StoreError, StoreResult};
 use deadpool_postgres::{GenericClient, Transaction};
@@ -480,7 +478,7 @@ impl JourneyTx for PgTx<'_> {
         Ok(())
     }
 
-    async fn insert_event(&mut self, org: OrgId, event: &Event) -> StoreResult<()> {
+    async fn insert_event_row(&mut self, org: OrgId, event: &Event, body: String) -> StoreResult<()> {
         let created = event.created_date.unix_millis();
         self.pending_events.push(EventRow {
             org: org.0,
@@ -488,7 +486,7 @@ impl JourneyTx for PgTx<'_> {
             created,
             id: event.id.clone(),
             ty: event.event_type.as_str(),
-            body: encode_event(event)?,
+            body,
         });
         Ok(())
     }

@@ -7,8 +7,7 @@
 
 use super::{StateCache, sql_err};
 use crate::ingest::{
-    JourneyTx, decode_session, decode_stored_state, encode_event, encode_session, encode_state_sessions_apart,
-    with_contact_ref,
+    JourneyTx, decode_session, decode_stored_state, encode_session, encode_state_sessions_apart, with_contact_ref,
 };
 use crate::types::*;
 use crate::{Record, RecordKind, StoreError, StoreResult};
@@ -299,8 +298,7 @@ impl JourneyTx for SqliteTx<'_> {
         Ok(())
     }
 
-    async fn insert_event(&mut self, org: OrgId, event: &Event) -> StoreResult<()> {
-        let body = encode_event(event)?;
+    async fn insert_event_row(&mut self, org: OrgId, event: &Event, body: String) -> StoreResult<()> {
         let o = org_key(org);
         self.conn
             .prepare_cached(

@@ -89,7 +89,7 @@ fn web_sent(org: OrgId, cookie: &str, path: &str, at: Timestamp, client_event_id
     }))
     .unwrap();
     let event = parse_web_event(req, &deployment, &InputLimits::default(), at, None, None).unwrap();
-    IngestItem::Web(Box::new(WebItem { event, enrichment: Enrichment::default(), identity: TraitIdentity::default() }))
+    IngestItem::Web(Box::new(WebItem::new(event, Enrichment::default(), TraitIdentity::default())))
 }
 
 fn batch(org: OrgId, items: Vec<IngestItem>) -> IngestBatch {

@@ -244,7 +244,7 @@ fn item(
 ) -> Result<IngestItem> {
     let event = parse_web_event(req, deployment, limits, now, None, None).map_err(|r| anyhow::anyhow!("{r:?}"))?;
     let identity = TraitIdentity::from_traits(&event.traits, None);
-    Ok(IngestItem::Web(Box::new(WebItem { event, enrichment: enrichment.clone(), identity })))
+    Ok(IngestItem::Web(Box::new(WebItem::new(event, enrichment.clone(), identity))))
 }
 
 fn request(cookie: &str, path: &str, now: Timestamp, email: Option<&str>) -> WebEventRequest {
