@@ -344,7 +344,7 @@ async fn ingest_webevents(
                     accepted += 1;
                     BatchResult {
                         event_id: Some(&stored.event.id),
-                        session: Some(SessionSummary::of(&stored.session.session)),
+                        session: Some(SessionSummary::after(&stored.session.session, &stored.counts)),
                         ..BatchResult::ok(index)
                     }
                 }
@@ -423,13 +423,18 @@ struct SessionSummary<'a> {
 
 impl<'a> SessionSummary<'a> {
     fn of(s: &'a waymark_domain::session::Session) -> Self {
+        Self::after(s, &waymark_store::SessionCounts::of(s))
+    }
+
+    /// `s` (a batch's snapshot of the session, after its last event) with the figures as of one event.
+    fn after(s: &'a waymark_domain::session::Session, counts: &waymark_store::SessionCounts) -> Self {
         SessionSummary {
             id: &s.id,
-            duration_in_seconds: s.duration_in_seconds,
-            event_count: s.event_count,
-            pageview_count: s.pageview_count.unwrap_or(0),
+            duration_in_seconds: counts.duration_in_seconds,
+            event_count: counts.event_count,
+            pageview_count: counts.pageview_count,
             self_uri: s.self_uri.as_deref(),
-            created_date: s.created_date,
+            created_date: counts.created_date,
             referrer: s.referrer.as_deref(),
         }
     }

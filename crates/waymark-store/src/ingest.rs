@@ -12,7 +12,7 @@ use waymark_domain::conversation::{Inserted, journey_event};
 use waymark_domain::event::{Event, EventType};
 use waymark_domain::identity::{Identifier, LinkPlan, TraitIdentity, plan_link};
 use waymark_domain::ids::{ContactId, CustomerId, EventId, OrgId, SessionId};
-use waymark_domain::journey::{CustomerState, OpenSession, WebApplied, apply_web_event};
+use waymark_domain::journey::{CustomerState, OpenSession, place_web_event};
 use waymark_domain::offer::{OfferContext, OfferEngine, OutcomeScoreFact, action_event_body};
 use waymark_domain::session::Session;
 use waymark_domain::web_event::{CookieId, WebEvent};
@@ -88,8 +88,8 @@ pub fn new_uuid(at: Timestamp) -> uuid::Uuid {
     uuid::Uuid::now_v7()
 }
 
-/// Apply one item inside the caller's transaction.
-pub async fn apply_item<T: JourneyTx>(
+/// Apply one item inside the caller's transaction (web results wait for [`apply_batch`]'s session snapshot).
+async fn apply_item<T: JourneyTx>(
     tx: &mut T,
     org: OrgId,
     config: &JourneyConfig,
@@ -133,8 +133,8 @@ async fn apply_web<T: JourneyTx>(
         let window = config.client_event_window_secs.unwrap_or(DEFAULT_CLIENT_EVENT_WINDOW_SECS);
         state.recent_client_events.remember(cid, ev.created, window);
     }
-    let mut applied =
-        apply_web_event(&mut state, ev, &item.enrichment, &config.session, item.identity.clone(), new_uuid);
+    let mut placed =
+        place_web_event(&mut state, ev, &item.enrichment, &config.session, item.identity.clone(), new_uuid);
 
     let mut merged = Vec::new();
     if !item.identity.is_empty() {
@@ -142,79 +142,120 @@ async fn apply_web<T: JourneyTx>(
         merged = linked;
     }
     let contact = state.contact_id;
-    applied.session.external_contact = None;
     let body = match &item.fields_json {
-        Some(fields) => encode_web_event(&mut applied.event, fields)?,
-        None => encode_event(&applied.event)?,
+        Some(fields) => encode_web_event(&mut placed.event, fields)?,
+        None => encode_event(&placed.event)?,
     };
-    tx.insert_event_row(org, &applied.event, body).await?;
-    let mut derived = match_rules(&mut state, &mut applied, config, ev.created);
+    tx.insert_event_row(org, &placed.event, body).await?;
+    let mut derived = match_rules(&mut state, &placed.event, config, ev.created);
     for e in &derived {
         tx.insert_event(org, e).await?;
     }
     // Offers are decided for the visitor's current session only (a late event for an older one decides nothing).
-    if state.current.as_ref().is_some_and(|c| c.session.id == applied.session.id) {
+    if state.current.as_ref().is_some_and(|c| c.session.id == placed.event.session.id) {
         derived.extend(
             run_offers(
                 tx,
                 org,
                 config,
                 &mut state,
-                OfferRun { event: Some(&applied.event), page_url: None, scores: &[], at: ev.created },
+                OfferRun { event: Some(&placed.event), page_url: None, scores: &[], at: ev.created },
             )
             .await?,
         );
     }
     let (customer_id, total_events) = (state.customer_id, state.total_events);
-    let record =
-        |s: Session| Arc::new(SessionRecord { org, customer_id: Some(customer_id), contact_id: contact, session: s });
-    let closed = applied.closed.map(|mut c| {
+    let closed = placed.closed.map(|mut c| {
         c.external_contact = None;
-        record(c)
+        Arc::new(SessionRecord { org, customer_id: Some(customer_id), contact_id: contact, session: c })
     });
     if let Some(c) = &closed {
         tx.upsert_session(c.clone()).await?;
     }
-    let session = record(applied.session);
-    tx.upsert_session(session.clone()).await?;
+    let counts = state
+        .open_session(&placed.event.session.id)
+        .map(|o| SessionCounts::of(&o.session))
+        .ok_or_else(|| StoreError::Internal("the event's session is not open after placing it".into()))?;
     tx.save_customer(org, state).await?;
 
+    // The session itself is written, and its snapshot shared, by `apply_batch` after the batch's last event.
     Ok(ItemResult::Web(Box::new(WebStored {
         customer_id,
         contact_id: contact,
-        event: applied.event,
-        session,
+        event: placed.event,
+        session: SessionRecord::pending(),
+        counts,
         closed,
-        new_session: applied.new_session,
+        new_session: placed.new_session,
         derived,
         merged,
         total_events,
     })))
 }
 
+/// Apply a batch's items in order inside the caller's transaction.
+///
+/// The web results of one session share one snapshot of it, taken after the batch's last event of that session
+/// and written once (each result keeps its own [`SessionCounts`]): a copy of the session per event, made on the
+/// single writer and freed on the request's thread, cost more than the rest of the session's handling.
+pub async fn apply_batch<T: JourneyTx>(tx: &mut T, batch: &IngestBatch) -> StoreResult<Vec<ItemResult>> {
+    let org = batch.org;
+    let mut out = Vec::with_capacity(batch.items.len());
+    for item in &batch.items {
+        out.push(apply_item(tx, org, &batch.config, item).await?);
+    }
+    // Latest first: the first result met of a session takes the snapshot; a session no longer open in its
+    // customer's state (closed, then pushed out by newer sessions) ended as a later event's `closed` record.
+    let mut snapshots: HashMap<String, Arc<SessionRecord>> = HashMap::new();
+    for (item, result) in batch.items.iter().zip(out.iter_mut()).rev() {
+        let (IngestItem::Web(item), ItemResult::Web(stored)) = (item, result) else { continue };
+        if let Some(c) = &stored.closed {
+            snapshots.entry(c.session.id.clone()).or_insert_with(|| c.clone());
+        }
+        let sid = &stored.event.session.id;
+        if let Some(s) = snapshots.get(sid) {
+            stored.session = s.clone();
+            continue;
+        }
+        let state = tx
+            .load_customer(org, &item.event.cookie_id)
+            .await?
+            .ok_or_else(|| StoreError::Internal(format!("customer state of session {sid} is gone")))?;
+        let session = state.open_session(sid).map(|o| {
+            let mut s = o.session.clone();
+            s.external_contact = None;
+            s
+        });
+        let record = session.map(|session| {
+            Arc::new(SessionRecord { org, customer_id: Some(state.customer_id), contact_id: state.contact_id, session })
+        });
+        tx.keep_customer(org, state).await?;
+        let record = record.ok_or_else(|| StoreError::Internal(format!("session {sid} is neither open nor closed")))?;
+        tx.upsert_session(record.clone()).await?;
+        stored.session = record.clone();
+        snapshots.insert(sid.clone(), record);
+    }
+    Ok(out)
+}
+
 /// Run the segment/outcome matcher on the placed event, against the rule state of the session it joined and
-/// of its customer. Assignments and achievements are recorded on the session (both the stored one in
-/// `state` and `applied.session`) and returned as journey events, timed with the event that caused them.
-fn match_rules(
-    state: &mut CustomerState,
-    applied: &mut WebApplied,
-    config: &JourneyConfig,
-    at: Timestamp,
-) -> Vec<Event> {
-    let sid = &applied.session.id;
-    let open = if state.current.as_ref().is_some_and(|c| c.session.id == *sid) {
-        state.current.as_mut()
-    } else {
-        state.previous.as_mut().filter(|p| p.session.id == *sid)
+/// of its customer. Assignments and achievements are recorded on the session in `state` and returned as
+/// journey events, timed with the event that caused them.
+fn match_rules(state: &mut CustomerState, event: &Event, config: &JourneyConfig, at: Timestamp) -> Vec<Event> {
+    let Some(open) = state
+        .current
+        .as_deref_mut()
+        .filter(|c| c.session.id == event.session.id)
+        .or_else(|| state.previous.as_deref_mut().filter(|p| p.session.id == event.session.id))
+    else {
+        return Vec::new();
     };
-    let Some(open) = open else { return Vec::new() };
-    let derived = config.rules.on_event(&mut open.rules, &mut state.rules, &open.session, &applied.event, at);
+    let derived = config.rules.on_event(&mut open.rules, &mut state.rules, &open.session, event, at);
     derived
         .iter()
         .map(|d| {
             d.apply_to(&mut open.session);
-            d.apply_to(&mut applied.session);
-            d.to_event(&applied.session, EventId(new_uuid(at)).to_string(), applied.event.id.clone())
+            d.to_event(&open.session, EventId(new_uuid(at)).to_string(), event.id.clone())
         })
         .collect()
 }
@@ -724,7 +765,7 @@ pub fn encode_event(e: &Event) -> StoreResult<String> {
 #[derive(Debug, Clone)]
 pub struct WebFieldsJson(Box<str>);
 
-/// What [`WebFieldsJson`] holds: the request-side fields of the body [`apply_web_event`] builds, named and
+/// What [`WebFieldsJson`] holds: the request-side fields of the body [`place_web_event`] builds, named and
 /// skipped as `WebEventBody` serializes them.
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -764,7 +805,7 @@ fn stored_referrer(ev: &WebEvent) -> Option<&waymark_domain::wire::Referrer> {
     ev.referrer.as_deref().filter(|r| r.medium == waymark_domain::wire::ReferrerMedium::Internal)
 }
 
-/// [`encode_event`] for the web event [`apply_web_event`] placed for the request whose fields are `fields`:
+/// [`encode_event`] for the web event [`place_web_event`] placed for the request whose fields are `fields`:
 /// the envelope and the body's session counts are encoded here, the request's fields spliced in. The result
 /// decodes to the same event (checked on every event in debug builds).
 pub fn encode_web_event(event: &mut Event, fields: &WebFieldsJson) -> StoreResult<String> {
@@ -929,7 +970,7 @@ mod tests {
             }))
             .unwrap();
             let ev = parse_web_event(req, &d, &InputLimits::default(), at.plus_millis(t), None, None).unwrap();
-            apply_web_event(
+            place_web_event(
                 &mut state,
                 &ev,
                 &Default::default(),

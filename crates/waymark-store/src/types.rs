@@ -164,8 +164,11 @@ pub struct WebStored {
     pub customer_id: CustomerId,
     pub contact_id: Option<ContactId>,
     pub event: Event,
-    /// The session as written (shared with the store's write buffer, and then with the live messages).
+    /// The session as written: as the batch's last event of it left it, shared by that session's results in
+    /// the batch, with the store's write buffer, and then with the live messages.
     pub session: Arc<SessionRecord>,
+    /// The session's figures right after this event.
+    pub counts: SessionCounts,
     pub closed: Option<Arc<SessionRecord>>,
     pub new_session: bool,
     /// Events derived from this one (segment assignments, outcome achievements), already stored.
@@ -183,6 +186,46 @@ pub struct SessionRecord {
     pub contact_id: Option<ContactId>,
     /// The wire session; `externalContact` is filled from `contact_id` when read.
     pub session: Session,
+}
+
+impl SessionRecord {
+    /// The stand-in a web result holds until its batch's snapshot of the session replaces it
+    /// ([`crate::ingest::apply_batch`]); one shared record, no allocation.
+    pub(crate) fn pending() -> Arc<SessionRecord> {
+        static PENDING: std::sync::LazyLock<Arc<SessionRecord>> = std::sync::LazyLock::new(|| {
+            Arc::new(SessionRecord {
+                org: OrgId(uuid::Uuid::nil()),
+                customer_id: None,
+                contact_id: None,
+                session: Session::new(
+                    String::new(),
+                    waymark_domain::session::SessionType::Web,
+                    Timestamp::from_unix_millis(0),
+                ),
+            })
+        });
+        PENDING.clone()
+    }
+}
+
+/// A session's figures at one moment (a web event's answer in a batch gives them as of that event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionCounts {
+    pub event_count: i64,
+    pub pageview_count: i64,
+    pub duration_in_seconds: i64,
+    pub created_date: Timestamp,
+}
+
+impl SessionCounts {
+    pub fn of(s: &Session) -> SessionCounts {
+        SessionCounts {
+            event_count: s.event_count,
+            pageview_count: s.pageview_count.unwrap_or(0),
+            duration_in_seconds: s.duration_in_seconds,
+            created_date: s.created_date,
+        }
+    }
 }
 
 /// A customer (cookie-keyed visitor).

@@ -3,7 +3,7 @@
 //! - **Writes** go through writer tasks with **group commit**: each writer takes every queued `ingest` batch
 //!   (up to a limit), opens one transaction, locks the customers the group touches (`SELECT … FOR UPDATE`, in
 //!   key order, after reserving rows for new customers), runs the shared journey logic
-//!   ([`crate::ingest::apply_item`]) against in-memory buffers ([`tx::PgTx`]), writes every row with one
+//!   ([`crate::ingest::apply_batch`]) against in-memory buffers ([`tx::PgTx`]), writes every row with one
 //!   multi-row `INSERT … SELECT FROM unnest(…)` per table, notifies the other nodes, and commits. Callers are
 //!   answered after the commit. Row locks keep a customer correct when its events land on different nodes.
 //! - **Events** are range-partitioned by day (`events_YYYYMMDD`); partitions are created ahead, and
@@ -18,7 +18,7 @@ mod partitions;
 mod read;
 mod tx;
 
-use crate::ingest::apply_item;
+use crate::ingest::apply_batch;
 use crate::migrate::{Migration, POSTGRES};
 use crate::types::*;
 use crate::{Record, RecordKind, Store, StoreError, StoreResult};
@@ -409,14 +409,10 @@ async fn try_group(shared: &Shared, jobs: &[IngestJob]) -> Result<Vec<Vec<ItemRe
     g.prefetch(jobs.iter().map(|j| &j.batch)).await.map_err(GroupFail::All)?;
     let mut out = Vec::with_capacity(jobs.len());
     for (i, job) in jobs.iter().enumerate() {
-        let mut results = Vec::with_capacity(job.batch.items.len());
-        for item in &job.batch.items {
-            match apply_item(&mut g, job.batch.org, &job.batch.config, item).await {
-                Ok(r) => results.push(r),
-                Err(e) => return Err(classify(&g, e, Some(i))),
-            }
+        match apply_batch(&mut g, &job.batch).await {
+            Ok(results) => out.push(results),
+            Err(e) => return Err(classify(&g, e, Some(i))),
         }
-        out.push(results);
     }
     if let Err(e) = g.finish(&out, jobs.iter().map(|j| j.batch.org)).await {
         return Err(classify(&g, e, None));

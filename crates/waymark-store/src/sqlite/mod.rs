@@ -13,7 +13,6 @@ mod read;
 mod tx;
 mod wal_vfs;
 
-use crate::ingest::apply_item;
 use crate::migrate::{Migration, SQLITE};
 use crate::types::*;
 use crate::{Record, RecordKind, Store, StoreError, StoreResult};
@@ -553,14 +552,10 @@ fn run_group(conn: &Connection, cache: &mut StateCache, jobs: Vec<WriteJob>) {
 
 /// Apply one ingest batch through `t` (its session and customer rows stay buffered in `t`).
 fn apply_batch(t: &mut tx::SqliteTx<'_>, batch: &IngestBatch) -> StoreResult<Vec<ItemResult>> {
-    let mut out = Vec::with_capacity(batch.items.len());
-    for item in &batch.items {
-        match apply_item(t, batch.org, &batch.config, item).now_or_never() {
-            Some(r) => out.push(r?),
-            None => return Err(StoreError::Internal("sqlite journey step did not complete synchronously".into())),
-        }
+    match crate::ingest::apply_batch(t, batch).now_or_never() {
+        Some(r) => r,
+        None => Err(StoreError::Internal("sqlite journey step did not complete synchronously".into())),
     }
-    Ok(out)
 }
 
 /// Apply jobs as one unit through one [`tx::SqliteTx`], writing the buffered rows at the end.

@@ -141,6 +141,62 @@ async fn a_retried_event_leaves_the_customer_state_for_the_events_after_it() {
     }
 }
 
+/// A batch's web results of one session share one snapshot of it, as the batch's last event of it left it,
+/// and each keeps its own figures; the stored session is that snapshot. Sessions that a later event of the
+/// batch closed, or pushed out of the customer's state, are snapshotted too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batchs_results_share_one_snapshot_per_session_and_keep_their_own_counts() {
+    for (store, _schema, _dir) in both().await {
+        let org = OrgId::new_v7(now());
+        let t = now().minus_secs(3000);
+        // Visitor a: three events, then a fourth 25 minutes later (a new session), then a fifth an hour
+        // later in yet another; visitor b between them.
+        let items = vec![
+            web(org, "a", "/1", t),
+            web(org, "b", "/1", t.plus_millis(500)),
+            web(org, "a", "/2", t.plus_millis(1_000)),
+            web(org, "a", "/3", t.plus_millis(3_000)),
+            web(org, "a", "/4", t.plus_millis(25 * 60_000)),
+            web(org, "b", "/2", t.plus_millis(2_000)),
+            web(org, "a", "/5", t.plus_millis(48 * 60_000)),
+        ];
+        let results = store.ingest(batch(org, items)).await.unwrap();
+        let stored: Vec<_> = results
+            .iter()
+            .map(|r| match r {
+                ItemResult::Web(w) => w,
+                other => panic!("{}: unexpected result {other:?}", store.backend()),
+            })
+            .collect();
+        let b = store.backend();
+        let counts: Vec<i64> = stored.iter().map(|w| w.counts.event_count).collect();
+        assert_eq!(counts, vec![1, 1, 2, 3, 1, 2, 1], "{b}: each result's figures are as of its event");
+        for w in &stored {
+            assert_eq!(w.session.session.id, w.event.session.id, "{b}: the result's session is its event's");
+        }
+        let (a1, a2, a3) = (&stored[0].session, &stored[4].session, &stored[6].session);
+        assert!(Arc::ptr_eq(a1, &stored[2].session) && Arc::ptr_eq(a1, &stored[3].session), "{b}: one snapshot");
+        assert!(Arc::ptr_eq(&stored[1].session, &stored[5].session), "{b}: one snapshot for b");
+        assert_eq!(a1.session.event_count, 3, "{b}: the snapshot is after the session's last event");
+        assert_eq!(a1.session.last_page.as_ref().map(|p| p.pathname.as_str()), Some("/3"));
+        assert!(a1.session.ended_date.is_some(), "{b}: a's first session was closed by its second");
+        assert_eq!(stored[1].session.session.event_count, 2);
+        assert_ne!(a1.session.id, a2.session.id);
+        assert_ne!(a2.session.id, a3.session.id);
+        assert_eq!(stored[4].closed.as_ref().map(|c| c.session.id.as_str()), Some(a1.session.id.as_str()));
+        // What was written is the snapshots.
+        let cookie = CookieId::parse("a").unwrap();
+        let page = SessionPage { since: t.minus_secs(3600), before: None, limit: 10 };
+        let mut written = store.customer_sessions(org, &cookie, &page).await.unwrap();
+        written.sort_by_key(|s| s.session.created_date);
+        let got: Vec<(String, i64)> = written.iter().map(|s| (s.session.id.clone(), s.session.event_count)).collect();
+        let want: Vec<(String, i64)> =
+            [a1, a2, a3].iter().map(|s| (s.session.id.clone(), s.session.event_count)).collect();
+        assert_eq!(got, want, "{b}");
+        assert_eq!(written[0].session.last_page, a1.session.last_page, "{b}");
+    }
+}
+
 /// A customer state read back from its row (evicted from the writer's cache, or after a restart) continues the
 /// open session: the embedded store keeps the session bodies in the session rows, not in the state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
