@@ -49,7 +49,7 @@ pub async fn publish_owned_results(state: &AppState, org: OrgId, results: Vec<It
                 state.hub.publish(org, LiveChange::Session(record));
             }
             ItemResult::Pinged { session: Some(s), derived, .. } => {
-                let record = Arc::new(s);
+                let record = Arc::new(*s);
                 for d in derived {
                     state.hub.publish(org, LiveChange::Event { record: record.clone(), event: Arc::new(d) });
                 }

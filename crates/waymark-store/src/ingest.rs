@@ -121,11 +121,13 @@ async fn apply_web<T: JourneyTx>(
     // A retried event (same `clientEventId` from the same cookie) is answered with the visitor's session.
     if let Some(cid) = &ev.client_event_id {
         if state.recent_client_events.contains(cid) {
-            let session = state.current.as_ref().map(|c| SessionRecord {
-                org,
-                customer_id: Some(state.customer_id),
-                contact_id: state.contact_id,
-                session: with_contact_ref(c.session.clone(), state.contact_id),
+            let session = state.current.as_ref().map(|c| {
+                Box::new(SessionRecord {
+                    org,
+                    customer_id: Some(state.customer_id),
+                    contact_id: state.contact_id,
+                    session: with_contact_ref(c.session.clone(), state.contact_id),
+                })
             });
             tx.keep_customer(org, state).await?;
             return Ok(ItemResult::Duplicate { session });
@@ -369,7 +371,7 @@ async fn apply_conversation_event<T: JourneyTx>(
         Err(r) => return Ok(ItemResult::Rejected(r)),
         Ok(Inserted::Duplicate) => {
             let session = match conv.session_id {
-                Some(sid) => tx.load_session(org, sid).await?,
+                Some(sid) => tx.load_session(org, sid).await?.map(Box::new),
                 None => None,
             };
             return Ok(ItemResult::Duplicate { session });
@@ -468,7 +470,7 @@ async fn apply_ping<T: JourneyTx>(
     tx.upsert_session(Arc::new(row)).await?;
     tx.save_customer(org, state).await?;
     Ok(ItemResult::Pinged {
-        session: Some(SessionRecord { org, customer_id: Some(customer_id), contact_id, session }),
+        session: Some(Box::new(SessionRecord { org, customer_id: Some(customer_id), contact_id, session })),
         offers,
         derived,
     })
@@ -828,9 +830,11 @@ pub fn encode_web_event(event: &mut Event, fields: &WebFieldsJson) -> StoreResul
     use std::fmt::Write as _;
     let _ = write!(
         json,
-        r#","webEvent":{{"totalEventCount":{},"totalPageviewCount":{},"authenticated":{},{}}}}}"#,
-        body.total_event_count, body.total_pageview_count, body.authenticated, fields.0
+        r#","webEvent":{{"totalEventCount":{},"totalPageviewCount":{},"authenticated":{},"#,
+        body.total_event_count, body.total_pageview_count, body.authenticated
     );
+    json.push_str(&fields.0);
+    json.push_str("}}");
     #[cfg(debug_assertions)]
     {
         let spliced: serde_json::Value = serde_json::from_str(&json).expect("spliced event is JSON");

@@ -130,16 +130,17 @@ impl WebItem {
     }
 }
 
-/// What happened to one item.
+/// What happened to one item. Sessions are boxed: the writer moves results by value, and an inline session
+/// made every result a kilobyte to copy.
 #[derive(Debug, Clone)]
 pub enum ItemResult {
     /// Stored; with everything the hub and the models need.
     Web(Box<WebStored>),
     /// A retry of an event already stored (same `clientEventId`); nothing was written.
-    Duplicate { session: Option<SessionRecord> },
+    Duplicate { session: Option<Box<SessionRecord>> },
     /// The ping touched this session (or none was open). `offers` are due for the tracker to show; `derived`
     /// are the offer decisions this ping made, already stored.
-    Pinged { session: Option<SessionRecord>, offers: Vec<OfferRecord>, derived: Vec<Event> },
+    Pinged { session: Option<Box<SessionRecord>>, offers: Vec<OfferRecord>, derived: Vec<Event> },
     /// An offer state change (`actionevent`).
     Action(Box<ActionStored>),
     /// Refused by a journey rule; the rest of the batch is unaffected.
