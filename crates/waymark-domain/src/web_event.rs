@@ -196,48 +196,83 @@ pub fn parse_web_event(
 /// for every event was a tenth of the request threads' time in batches of 100.
 #[derive(Debug, Default)]
 pub struct UrlMemo {
-    page: Option<(String, String, ParsedPage)>,
+    page: Option<LastPage>,
     referrer: Option<LastReferrer>,
+}
+
+/// A parsed page, shared (`Arc`) by the events on it; the key's buffers are reused from one miss to the next.
+#[derive(Debug)]
+struct LastPage {
+    url: String,
+    title: String,
+    page: Arc<Page>,
+    search_terms: Vec<String>,
+    campaign: Option<Arc<Campaign>>,
 }
 
 #[derive(Debug)]
 struct LastReferrer {
     raw: String,
     page_host: String,
-    campaign: Option<Campaign>,
+    campaign: Option<Arc<Campaign>>,
     referrer: Option<Arc<Referrer>>,
 }
 
 impl UrlMemo {
     /// [`parse_page`], or its last answer for the same URL and title (a memo serves one deployment).
-    fn page(&mut self, url: &str, title: &str, deployment: &Deployment) -> Result<ParsedPage, Rejection> {
-        if let Some((u, t, parsed)) = &self.page
-            && u == url
-            && t == title
+    fn page(
+        &mut self,
+        url: &str,
+        title: &str,
+        deployment: &Deployment,
+    ) -> Result<(Arc<Page>, Vec<String>, Option<Arc<Campaign>>), Rejection> {
+        if let Some(last) = &self.page
+            && last.url == url
+            && last.title == title
         {
-            return Ok(parsed.clone());
+            return Ok((last.page.clone(), last.search_terms.clone(), last.campaign.clone()));
         }
-        let parsed = parse_page(url, title, deployment)?;
-        self.page = Some((url.to_string(), title.to_string(), parsed.clone()));
-        Ok(parsed)
+        let ParsedPage { page, search_terms, campaign } = parse_page(url, title, deployment)?;
+        let (page, campaign) = (Arc::new(page), campaign.map(Arc::new));
+        let last = self.page.get_or_insert_with(|| LastPage {
+            url: String::new(),
+            title: String::new(),
+            page: page.clone(),
+            search_terms: Vec::new(),
+            campaign: None,
+        });
+        last.url.clear();
+        last.url.push_str(url);
+        last.title.clear();
+        last.title.push_str(title);
+        last.page = page.clone();
+        last.search_terms.clone_from(&search_terms);
+        last.campaign = campaign.clone();
+        Ok((page, search_terms, campaign))
     }
 
     /// [`classify`], or its last answer for the same referrer, page host and campaign.
-    fn referrer(&mut self, raw: &str, page_host: &str, campaign: Option<&Campaign>) -> Option<Arc<Referrer>> {
+    fn referrer(&mut self, raw: &str, page_host: &str, campaign: Option<&Arc<Campaign>>) -> Option<Arc<Referrer>> {
         if let Some(last) = &self.referrer
             && last.raw == raw
             && last.page_host == page_host
-            && last.campaign.as_ref() == campaign
+            && last.campaign.as_deref() == campaign.map(|c| &**c)
         {
             return last.referrer.clone();
         }
-        let referrer = classify(raw, page_host, campaign).map(Arc::new);
-        self.referrer = Some(LastReferrer {
-            raw: raw.to_string(),
-            page_host: page_host.to_string(),
-            campaign: campaign.cloned(),
-            referrer: referrer.clone(),
+        let referrer = classify(raw, page_host, campaign.map(|c| &**c)).map(Arc::new);
+        let last = self.referrer.get_or_insert_with(|| LastReferrer {
+            raw: String::new(),
+            page_host: String::new(),
+            campaign: None,
+            referrer: None,
         });
+        last.raw.clear();
+        last.raw.push_str(raw);
+        last.page_host.clear();
+        last.page_host.push_str(page_host);
+        last.campaign = campaign.cloned();
+        last.referrer = referrer.clone();
         referrer
     }
 }
@@ -291,14 +326,15 @@ pub fn parse_web_event_in(
     check_len("page.url", url, limits.max_url_bytes)?;
     let title = page_in.title.as_deref().unwrap_or("");
     check_len("page.title", title, limits.max_text_bytes)?;
-    let ParsedPage { mut page, search_terms: url_terms, campaign } = memo.page(url, title, deployment)?;
+    let (mut page, url_terms, campaign) = memo.page(url, title, deployment)?;
+    // An event's own keywords or language make its page its own copy.
     if let Some(k) = page_in.keywords.as_deref() {
         check_len("page.keywords", k, limits.max_text_bytes)?;
-        page.keywords = Some(k.to_string());
+        Arc::make_mut(&mut page).keywords = Some(k.to_string());
     }
     if let Some(l) = page_in.lang.as_deref() {
         check_len("page.lang", l, 35)?;
-        page.lang = Some(l.to_string());
+        Arc::make_mut(&mut page).lang = Some(l.to_string());
     }
 
     let mut search_terms = Vec::new();
@@ -378,10 +414,10 @@ pub fn parse_web_event_in(
         cookie_id,
         event_name,
         created,
-        page: Arc::new(page),
+        page,
         search_query,
         search_terms,
-        campaign: campaign.map(Arc::new),
+        campaign,
         referrer,
         attributes,
         traits,
@@ -510,9 +546,9 @@ mod tests {
 
     proptest::proptest! {
         /// Events parsed with one request's memo are the events parsed one by one, whatever repeats or changes
-        /// from one event to the next (page, title, referrer, campaign parameters, a bad URL).
+        /// from one event to the next (page, title, keywords, language, referrer, campaign parameters, a bad URL).
         #[test]
-        fn a_requests_url_memo_changes_no_event(picks in proptest::collection::vec((0usize..4, 0usize..2, 0usize..5), 1..12)) {
+        fn a_requests_url_memo_changes_no_event(picks in proptest::collection::vec((0usize..4, 0usize..2, 0usize..5, 0usize..3), 1..12)) {
             let pages = [
                 "https://shop.example/a",
                 "https://shop.example/search?q=red+shoes",
@@ -527,12 +563,14 @@ mod tests {
                 Some("::"),
             ];
             let mut memo = UrlMemo::default();
-            for (page, title, referrer) in picks {
+            for (page, title, referrer, own) in picks {
                 let mut r = req();
                 r.page = Some(RequestPage {
                     url: Some(pages[page].to_string()),
                     title: Some(["Home", "Shoes"][title].to_string()),
-                    ..Default::default()
+                    // An event's own keywords or language change its page, never the next event's.
+                    keywords: (own == 1).then(|| "red, shoes".to_string()),
+                    lang: (own == 2).then(|| "en-GB".to_string()),
                 });
                 r.referrer_url = referrers[referrer].map(str::to_string);
                 let l = InputLimits::default();
