@@ -794,11 +794,21 @@ impl WebFieldsJson {
             traits: &ev.traits,
             search_query: ev.search_query.as_deref(),
         };
-        let mut json = to_json_string(&fields, "web event fields").ok()?;
-        // `{…}` → `…`: at least `"eventName":…` is inside.
-        json.pop();
-        json.remove(0);
-        Some(WebFieldsJson(json.into_boxed_str()))
+        thread_local! {
+            static JSON: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(JSON_CAPACITY));
+        }
+        JSON.with(|json| {
+            let mut json = json.borrow_mut();
+            json.clear();
+            serde_json::to_writer(&mut *json, &fields).ok()?;
+            // `{…}` → `…` (at least `"eventName":…` is inside), copied once into a box of its size.
+            let inner = json.get(1..json.len().checked_sub(1)?)?;
+            let fields = std::str::from_utf8(inner).ok().map(|f| WebFieldsJson(f.into()));
+            if json.capacity() > 16 * JSON_CAPACITY {
+                *json = Vec::with_capacity(JSON_CAPACITY);
+            }
+            fields
+        })
     }
 }
 
