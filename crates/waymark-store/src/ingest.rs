@@ -33,6 +33,20 @@ pub trait JourneyTx {
         let _ = (org, state);
         Ok(())
     }
+    /// `look` at the customer's state as the transaction holds it, without taking it (`None`: no such customer).
+    /// By default [`JourneyTx::load_customer`] and [`JourneyTx::keep_customer`]; a backend whose
+    /// `load_customer` copies the state looks at its own instead.
+    async fn peek_customer<R: Send>(
+        &mut self,
+        org: OrgId,
+        cookie: &CookieId,
+        look: impl FnOnce(&CustomerState) -> R + Send,
+    ) -> StoreResult<Option<R>> {
+        let Some(state) = self.load_customer(org, cookie).await? else { return Ok(None) };
+        let seen = look(&state);
+        self.keep_customer(org, state).await?;
+        Ok(Some(seen))
+    }
     async fn load_session(&mut self, org: OrgId, id: SessionId) -> StoreResult<Option<SessionRecord>>;
     async fn identifier_owner(&mut self, org: OrgId, id: &Identifier) -> StoreResult<Option<ContactId>>;
     async fn create_contact(
@@ -220,19 +234,21 @@ pub async fn apply_batch<T: JourneyTx>(tx: &mut T, batch: &IngestBatch) -> Store
             stored.session = s.clone();
             continue;
         }
-        let state = tx
-            .load_customer(org, &item.event.cookie_id)
+        let record = tx
+            .peek_customer(org, &item.event.cookie_id, |state| {
+                state.open_session(sid).map(|o| {
+                    let mut session = o.session.clone();
+                    session.external_contact = None;
+                    Arc::new(SessionRecord {
+                        org,
+                        customer_id: Some(state.customer_id),
+                        contact_id: state.contact_id,
+                        session,
+                    })
+                })
+            })
             .await?
             .ok_or_else(|| StoreError::Internal(format!("customer state of session {sid} is gone")))?;
-        let session = state.open_session(sid).map(|o| {
-            let mut s = o.session.clone();
-            s.external_contact = None;
-            s
-        });
-        let record = session.map(|session| {
-            Arc::new(SessionRecord { org, customer_id: Some(state.customer_id), contact_id: state.contact_id, session })
-        });
-        tx.keep_customer(org, state).await?;
         let record = record.ok_or_else(|| StoreError::Internal(format!("session {sid} is neither open nor closed")))?;
         tx.upsert_session(record.clone()).await?;
         stored.session = record.clone();

@@ -342,6 +342,19 @@ impl JourneyTx for PgTx<'_> {
         Ok(self.states.get(&key).cloned().flatten())
     }
 
+    async fn peek_customer<R: Send>(
+        &mut self,
+        org: OrgId,
+        cookie: &CookieId,
+        look: impl FnOnce(&CustomerState) -> R + Send,
+    ) -> StoreResult<Option<R>> {
+        let key = (org, cookie.as_str().to_string());
+        if !self.states.contains_key(&key) {
+            self.lock_customers(org, vec![key.1.clone()]).await?;
+        }
+        Ok(self.states.get(&key).and_then(|s| s.as_ref()).map(look))
+    }
+
     async fn save_customer(&mut self, org: OrgId, state: CustomerState) -> StoreResult<()> {
         let key = (org, state.cookie_id.as_str().to_string());
         self.saved.insert(key.clone());
