@@ -436,6 +436,10 @@ impl StateCache {
     pub(crate) fn clear(&mut self) {
         self.map.clear();
     }
+
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&CustomerKey, &CustomerState) -> bool) {
+        self.map.retain(|k, s| keep(k, s));
+    }
 }
 
 fn writer_loop(
@@ -756,5 +760,69 @@ impl Store for SqliteStore {
 
     async fn stats(&self) -> StoreResult<StoreStats> {
         self.read(read::stats).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+    use waymark_domain::deployment::Deployment;
+    use waymark_domain::ids::DeploymentId;
+    use waymark_domain::limits::InputLimits;
+    use waymark_domain::web_event::{WebEventRequest, parse_web_event};
+
+    fn web(org: OrgId, cookie: &str, at: Timestamp) -> IngestItem {
+        let deployment = Deployment::new(org, DeploymentId::new_v7(at), "test");
+        let req: WebEventRequest = serde_json::from_value(serde_json::json!({
+            "customerCookieId": cookie,
+            "eventName": "page_viewed",
+            "page": {"url": "https://shop.example/a", "title": "A"},
+            "createdDate": at.to_iso(),
+        }))
+        .unwrap();
+        let event = parse_web_event(req, &deployment, &InputLimits::default(), at, None, None).unwrap();
+        IngestItem::Web(Box::new(WebItem::new(event, Default::default(), Default::default())))
+    }
+
+    async fn cached(store: &SqliteStore, org: OrgId, cookie: &str) -> bool {
+        let key = (org, cookie.to_string());
+        match store.exec(move |_, cache| Ok(JobValue::Bool(cache.map.contains_key(&key)))).await.unwrap() {
+            JobValue::Bool(b) => b,
+            _ => unreachable!("the job answers a bool"),
+        }
+    }
+
+    /// Retention drops from the writer's cache the states of the customers it purged (whole, or some of their
+    /// sessions) and keeps the others, instead of emptying the cache at every run.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retention_drops_only_the_cached_states_it_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(SqliteConfig::new(dir.path().join("w.db"))).unwrap();
+        let now = Timestamp::from_unix_millis(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64,
+        );
+        let (org, old) = (OrgId::new_v7(now), now.minus_secs(70 * 86_400));
+        let batch = |items| IngestBatch { org, config: Arc::new(JourneyConfig::default()), items };
+        store.ingest(batch(vec![web(org, "old", old)])).await.unwrap();
+        store.ingest(batch(vec![web(org, "mixed", old)])).await.unwrap();
+        store.ingest(batch(vec![web(org, "mixed", now), web(org, "recent", now)])).await.unwrap();
+        for cookie in ["old", "mixed", "recent"] {
+            assert!(cached(&store, org, cookie).await, "{cookie} is cached after its events");
+        }
+        let report = store.purge_before(now.minus_secs(60 * 86_400)).await.unwrap();
+        assert_eq!(report.sessions, 2, "{report:?}");
+        assert!(!cached(&store, org, "old").await, "a purged customer leaves the cache");
+        assert!(!cached(&store, org, "mixed").await, "a customer with a purged session leaves the cache");
+        assert!(cached(&store, org, "recent").await, "an untouched customer stays cached");
+        // Both still continue their journeys.
+        let results = store
+            .ingest(batch(vec![web(org, "mixed", now.plus_millis(1_000)), web(org, "recent", now.plus_millis(1_000))]))
+            .await
+            .unwrap();
+        for r in &results {
+            let ItemResult::Web(w) = r else { panic!("unexpected result {r:?}") };
+            assert_eq!(w.counts.event_count, 2, "{w:?}");
+        }
     }
 }

@@ -530,14 +530,47 @@ pub(crate) fn delete_record(conn: &Connection, kind: RecordKind, org: Option<Org
 pub(crate) fn purge_before(conn: &Connection, cache: &mut StateCache, cutoff: Timestamp) -> StoreResult<PurgeReport> {
     let ms = cutoff.unix_millis();
     let events = conn.execute("DELETE FROM events WHERE created_ms < ?1", [ms]).map_err(sql_err)?;
-    let sessions =
-        conn.execute("DELETE FROM sessions WHERE created_ms < ?1 AND last_ms < ?1", [ms]).map_err(sql_err)?;
+    // The writer's cached states of customers whose rows or sessions go are dropped (a state holds its open
+    // sessions); the others stay: emptying the whole cache at every run (each minute) made every active
+    // visitor's next event read its state back from its rows. A purge too large to track clears it all.
+    const TRACKED: usize = 100_000;
+    let (mut sessions, mut owners) = (0usize, HashSet::new());
+    {
+        let mut stmt = conn
+            .prepare("DELETE FROM sessions WHERE created_ms < ?1 AND last_ms < ?1 RETURNING org_id, customer_id")
+            .map_err(sql_err)?;
+        let mut rows = stmt.query([ms]).map_err(sql_err)?;
+        while let Some(row) = rows.next().map_err(sql_err)? {
+            sessions += 1;
+            if owners.len() <= TRACKED
+                && let Some(customer) = row.get::<_, Option<String>>(1).map_err(sql_err)?
+            {
+                owners.insert((row.get::<_, String>(0).map_err(sql_err)?, customer));
+            }
+        }
+    }
     // `updated_ms` may lag a customer's last activity by the slack: only customers surely idle since the cutoff.
-    let customers = conn
-        .execute("DELETE FROM customers WHERE updated_ms < ?1", [ms - CUSTOMER_UPDATED_SLACK_MS])
-        .map_err(sql_err)?;
+    let (mut customers, mut gone) = (0usize, HashSet::new());
+    {
+        let mut stmt =
+            conn.prepare("DELETE FROM customers WHERE updated_ms < ?1 RETURNING org_id, cookie_id").map_err(sql_err)?;
+        let mut rows = stmt.query([ms - CUSTOMER_UPDATED_SLACK_MS]).map_err(sql_err)?;
+        while let Some(row) = rows.next().map_err(sql_err)? {
+            customers += 1;
+            if gone.len() <= TRACKED {
+                gone.insert((row.get::<_, String>(0).map_err(sql_err)?, row.get::<_, String>(1).map_err(sql_err)?));
+            }
+        }
+    }
     conn.execute("DELETE FROM conversations WHERE updated_ms < ?1", [ms]).map_err(sql_err)?;
-    cache.clear();
+    if owners.len() > TRACKED || gone.len() > TRACKED {
+        cache.clear();
+    } else if !owners.is_empty() || !gone.is_empty() {
+        cache.retain(|(org, cookie), state| {
+            let org = org_key(*org);
+            !gone.contains(&(org.clone(), cookie.clone())) && !owners.contains(&(org, state.customer_id.to_string()))
+        });
+    }
     let _ = conn.execute_batch("PRAGMA incremental_vacuum(2000)");
     Ok(PurgeReport { events: events as u64, sessions: sessions as u64, customers: customers as u64 })
 }
