@@ -1,6 +1,6 @@
 //! The journey write path shared by every backend.
 //!
-//! A backend opens a transaction and hands it to [`apply_item`] as a [`JourneyTx`]; this module decides
+//! A backend opens a transaction and hands it to [`apply_batch`] as a [`JourneyTx`]; this module decides
 //! what to read and write by calling the pure domain functions (sessionization, identity linking). Keeping the
 //! orchestration here means SQLite and PostgreSQL cannot drift apart in behaviour.
 
