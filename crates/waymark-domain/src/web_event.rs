@@ -241,10 +241,8 @@ impl UrlMemo {
             search_terms: Vec::new(),
             campaign: None,
         });
-        last.url.clear();
-        last.url.push_str(url);
-        last.title.clear();
-        last.title.push_str(title);
+        last.url.replace_range(.., url);
+        last.title.replace_range(.., title);
         last.page = page.clone();
         last.search_terms.clone_from(&search_terms);
         last.campaign = campaign.clone();
@@ -267,10 +265,8 @@ impl UrlMemo {
             campaign: None,
             referrer: None,
         });
-        last.raw.clear();
-        last.raw.push_str(raw);
-        last.page_host.clear();
-        last.page_host.push_str(page_host);
+        last.raw.replace_range(.., raw);
+        last.page_host.replace_range(.., page_host);
         last.campaign = campaign.cloned();
         last.referrer = referrer.clone();
         referrer
