@@ -36,6 +36,13 @@ pub(crate) struct SqliteTx<'a> {
     states: &'a mut HashMap<Key, CustomerState>,
     /// Keys of `states` not yet written to the table.
     dirty_customers: HashSet<Key>,
+    /// The state of the last [`JourneyTx::save_customer`], not yet written, outside `states`: a visitor's
+    /// consecutive events (a tracker's batch) load and save it without a key to allocate and hash into the maps
+    /// each time (4 % of the writer's time in batches). [`SqliteTx::spill_last`] moves it into `states`.
+    last: Option<(Key, CustomerState)>,
+    /// The key of the state [`JourneyTx::load_customer`] took from `last`: the journey path holds it, unwritten,
+    /// until it saves or keeps it again.
+    taken: Option<Key>,
     pending_sessions: HashMap<Key, Arc<SessionRecord>>,
 }
 
@@ -54,11 +61,47 @@ impl<'a> SqliteTx<'a> {
         written: &'a mut HashMap<Key, CustomerState>,
         states: &'a mut HashMap<Key, CustomerState>,
     ) -> Self {
-        SqliteTx { conn, cache, written, states, dirty_customers: HashSet::new(), pending_sessions: HashMap::new() }
+        SqliteTx {
+            conn,
+            cache,
+            written,
+            states,
+            dirty_customers: HashSet::new(),
+            last: None,
+            taken: None,
+            pending_sessions: HashMap::new(),
+        }
+    }
+
+    /// Move the last saved state into `states`, marked to be written.
+    fn spill_last(&mut self) {
+        if let Some((key, state)) = self.last.take() {
+            self.dirty_customers.insert(key.clone());
+            self.states.insert(key, state);
+        }
+    }
+
+    /// Keep `state` as the last saved one (spilling the one kept before), reusing the key taken with it.
+    fn hold_last(&mut self, org: OrgId, state: CustomerState) {
+        let key = match self.taken.take() {
+            Some(k) if k.0 == org && k.1 == state.cookie_id.as_str() => k,
+            other => {
+                self.taken = other;
+                (org, state.cookie_id.as_str().to_string())
+            }
+        };
+        self.spill_last();
+        self.last = Some((key, state));
+    }
+
+    /// Whether `taken` is the key of `state`.
+    fn is_taken(&self, org: OrgId, cookie: &str) -> bool {
+        self.taken.as_ref().is_some_and(|k| k.0 == org && k.1 == cookie)
     }
 
     /// Write the buffered session and customer rows, once per key.
     pub(crate) fn flush(&mut self) -> StoreResult<()> {
+        self.spill_last();
         for ((org, _), row) in std::mem::take(&mut self.pending_sessions) {
             let external_key = row.session.conversation.as_ref().map(|c| c.id.as_str());
             upsert_session_row(self.conn, org, row.customer_id, row.contact_id, &row.session, external_key)?;
@@ -131,6 +174,14 @@ fn write_customer(conn: &Connection, org: OrgId, state: &mut CustomerState) -> S
 
 impl JourneyTx for SqliteTx<'_> {
     async fn load_customer(&mut self, org: OrgId, cookie: &CookieId) -> StoreResult<Option<CustomerState>> {
+        if let Some((key, _)) = &self.last
+            && key.0 == org
+            && key.1 == cookie.as_str()
+            && let Some((key, state)) = self.last.take()
+        {
+            self.taken = Some(key);
+            return Ok(Some(state));
+        }
         let key = (org, cookie.as_str().to_string());
         if let Some(s) =
             self.states.remove(&key).or_else(|| self.written.remove(&key)).or_else(|| self.cache.take(&key))
@@ -147,13 +198,16 @@ impl JourneyTx for SqliteTx<'_> {
     }
 
     async fn save_customer(&mut self, org: OrgId, state: CustomerState) -> StoreResult<()> {
-        let key = (org, state.cookie_id.as_str().to_string());
-        self.dirty_customers.insert(key.clone());
-        self.states.insert(key, state);
+        self.hold_last(org, state);
         Ok(())
     }
 
     async fn keep_customer(&mut self, org: OrgId, state: CustomerState) -> StoreResult<()> {
+        if self.is_taken(org, state.cookie_id.as_str()) {
+            // Taken from `last`, so not written yet: it goes back unchanged, still to be written.
+            self.hold_last(org, state);
+            return Ok(());
+        }
         // Not dirty: the row already holds it (unless a save since made a newer one, which stays).
         self.states.entry((org, state.cookie_id.as_str().to_string())).or_insert(state);
         Ok(())

@@ -235,6 +235,68 @@ async fn a_customer_read_back_from_the_embedded_store_continues_its_session() {
     assert_eq!(sessions[0].session.last_page.as_ref().map(|p| p.pathname.as_str()), Some("/c"));
 }
 
+/// States saved within one batch reach their rows whatever follows them in the batch: the next event of the same
+/// visitor, a retry answered from the state, or another visitor's event (the writer keeps the last saved state
+/// apart from the others until the batch ends). Read back after a restart, each continues its session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn states_saved_within_a_batch_are_all_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || SqliteConfig::new(dir.path().join("w.db"));
+    let org = OrgId::new_v7(now());
+    let t = now();
+    let store = SqliteStore::open(config()).unwrap();
+    let results = store
+        .ingest(batch(
+            org,
+            vec![
+                web_sent(org, "a", "/a1", t, Some("a1")),
+                web_sent(org, "a", "/a1", t, Some("a1")),
+                web_sent(org, "b", "/b1", t, Some("b1")),
+                web_sent(org, "a", "/a2", t.plus_millis(10), Some("a2")),
+                web_sent(org, "c", "/c1", t, Some("c1")),
+                web_sent(org, "c", "/c1", t, Some("c1")),
+            ],
+        ))
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = results
+        .iter()
+        .map(|r| match r {
+            ItemResult::Web(_) => "web",
+            ItemResult::Duplicate { .. } => "duplicate",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["web", "duplicate", "web", "web", "web", "duplicate"]);
+    store.close();
+    drop(store);
+    let store = SqliteStore::open(config()).unwrap();
+    let later = t.plus_millis(1000);
+    let results = store
+        .ingest(batch(
+            org,
+            vec![
+                web_sent(org, "a", "/a1", t, Some("a1")),
+                web_sent(org, "a", "/a3", later, Some("a3")),
+                web_sent(org, "b", "/b2", later, Some("b2")),
+                web_sent(org, "c", "/c1", t, Some("c1")),
+                web_sent(org, "c", "/c2", later, Some("c2")),
+            ],
+        ))
+        .await
+        .unwrap();
+    let seen: Vec<(bool, i64)> = results
+        .iter()
+        .map(|r| match r {
+            ItemResult::Web(w) => (false, w.counts.event_count),
+            ItemResult::Duplicate { .. } => (true, 0),
+            other => panic!("unexpected result {other:?}"),
+        })
+        .collect();
+    // A retry from before the restart is still recognised, and every session goes on from its count.
+    assert_eq!(seen, [(true, 0), (false, 3), (false, 2), (true, 0), (false, 2)]);
+}
+
 /// Under a steady stream of commits the WAL starts over once it is large: the file stays bounded while far
 /// more than its size goes through it, and every event is still there afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
