@@ -181,8 +181,8 @@ fn event(s: &Session, n: u64, rng: &mut Rng) -> Event {
         ip_organization: None,
         mkt_campaign: None,
         referrer: None,
-        attributes,
-        traits: Attributes::new(),
+        attributes: attributes.into(),
+        traits: Default::default(),
         search_query: search,
         authenticated: false,
     }));

@@ -77,8 +77,8 @@ fn web(
         ip_organization: None,
         mkt_campaign: None,
         referrer: None,
-        attributes,
-        traits: Attributes::new(),
+        attributes: attributes.into(),
+        traits: Default::default(),
         search_query: search.map(str::to_string),
         authenticated: session.authenticated,
     }));
