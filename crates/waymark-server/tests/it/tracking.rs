@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 crate::store_tests!(
     single_event_answers_the_session_and_is_readable,
     batch_keeps_good_events_when_one_is_bad,
+    a_batch_answer_gives_each_sessions_referrer_once,
     origin_and_deployment_are_enforced,
     bad_bodies_get_clear_codes,
     sessions_split_after_inactivity_and_new_campaigns,
@@ -74,6 +75,34 @@ async fn batch_keeps_good_events_when_one_is_bad(b: Backend) {
     assert_eq!((status, body["code"].as_str()), (400, Some("too_many_events")));
     let (status, body) = t.post_events(&json!([])).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("empty_batch")));
+    t.stop().await;
+}
+
+/// The referrer is a session's (another one starts another session): a batch answer gives it with the first
+/// result of each session only, and every result still names its session and counts.
+async fn a_batch_answer_gives_each_sessions_referrer_once(b: Backend) {
+    let t = TestServer::start(b).await;
+    let with_referrer = |cookie: &str, path: &str| {
+        let mut ev = t.event(cookie, &format!("https://shop.example{path}"));
+        ev["referrerUrl"] = json!("https://www.google.com/search?q=shoes");
+        ev
+    };
+    let batch = json!([
+        with_referrer("cookie-r1", "/a"),
+        with_referrer("cookie-r2", "/a"),
+        with_referrer("cookie-r1", "/b"),
+        with_referrer("cookie-r2", "/b"),
+        with_referrer("cookie-r1", "/c"),
+    ]);
+    let (status, body) = t.post_events(&batch).await;
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    let referrers: Vec<Option<&str>> = results.iter().map(|r| r["session"]["referrer"]["medium"].as_str()).collect();
+    assert_eq!(referrers, [Some("search"), Some("search"), None, None, None], "{body}");
+    let counts: Vec<i64> = results.iter().map(|r| r["session"]["eventCount"].as_i64().unwrap()).collect();
+    assert_eq!(counts, [1, 1, 2, 2, 3]);
+    assert_eq!(results[0]["session"]["id"], results[4]["session"]["id"]);
+    assert_ne!(results[0]["session"]["id"], results[1]["session"]["id"]);
     t.stop().await;
 }
 
