@@ -2,7 +2,7 @@
 //! events by `(org, session, time)`, a contact's or customer's sessions by `(org, contact|customer, created)`.
 
 use super::sql_err;
-use crate::ingest::{decode_event, decode_session, with_contact_ref};
+use crate::ingest::{decode_event, decode_session, expand_web_event, with_contact_ref};
 use crate::types::*;
 use crate::{JourneyReads, Record, RecordKind, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -129,7 +129,7 @@ pub(crate) fn session_events_json(
         let mut n = 0;
         while let Some(r) = rows.next().map_err(sql_err)? {
             n += 1;
-            let e = StoredEventJson {
+            let mut e = StoredEventJson {
                 event_type: r.get(0).map_err(sql_err)?,
                 created_ms: r.get(1).map_err(sql_err)?,
                 id: r.get(2).map_err(sql_err)?,
@@ -137,6 +137,9 @@ pub(crate) fn session_events_json(
             };
             cursor = (e.created_ms, e.id.clone());
             if types.is_empty() || types.contains(&e.event_type.as_str()) {
+                if let Some(whole) = expand_web_event(&e.body, &e.id, &session, e.created_ms) {
+                    e.body = whole;
+                }
                 out.push(e);
                 if out.len() as i64 >= limit {
                     return Ok(out);

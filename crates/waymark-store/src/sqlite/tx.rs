@@ -352,6 +352,10 @@ impl JourneyTx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn stores_compact_web_events(&self) -> bool {
+        true
+    }
+
     async fn insert_event_row(&mut self, org: OrgId, event: &Event, body: String) -> StoreResult<()> {
         let o = org_key(org);
         self.conn
