@@ -844,30 +844,18 @@ fn stored_referrer(ev: &WebEvent) -> Option<&waymark_domain::wire::Referrer> {
 /// the envelope and the body's session counts are encoded here, the request's fields spliced in. The result
 /// decodes to the same event (checked on every event in debug builds).
 pub fn encode_web_event(event: &mut Event, fields: &WebFieldsJson) -> StoreResult<String> {
-    let Some(body) = event.web_event.take() else { return encode_event(event) };
     // Stored bodies leave the session-wide context out; one that has any is encoded whole.
-    let context_free = body.user_agent_string.is_none()
-        && body.browser.is_none()
-        && body.device.is_none()
-        && body.geolocation.is_none()
-        && body.ip_address.is_none()
-        && body.ip_organization.is_none()
-        && body.mkt_campaign.is_none();
-    let envelope = if context_free { Some(to_json_string(&*event, "event")) } else { None };
-    event.web_event = Some(body);
-    let Some(envelope) = envelope else { return encode_event(event) };
+    if !event.web_event.as_deref().is_some_and(is_context_free) {
+        return encode_event(event);
+    }
+    let body = event.web_event.take();
+    let envelope = to_json_string(&*event, "event");
+    event.web_event = body;
     let mut json = envelope?;
-    let body = event.web_event.as_deref().expect("put back above");
     // The envelope always has members (`id`, …): its closing brace is replaced by the body's member.
     json.pop();
-    use std::fmt::Write as _;
-    let _ = write!(
-        json,
-        r#","webEvent":{{"totalEventCount":{},"totalPageviewCount":{},"authenticated":{},"#,
-        body.total_event_count, body.total_pageview_count, body.authenticated
-    );
-    json.push_str(&fields.0);
-    json.push_str("}}");
+    json.push(',');
+    push_web_event_member(&mut json, event, fields);
     #[cfg(debug_assertions)]
     {
         let spliced: serde_json::Value = serde_json::from_str(&json).expect("spliced event is JSON");
@@ -875,6 +863,31 @@ pub fn encode_web_event(event: &mut Event, fields: &WebFieldsJson) -> StoreResul
         assert_eq!(spliced, whole, "the request's fields do not match the event they were spliced into");
     }
     Ok(json)
+}
+
+/// Whether a stored web event body leaves the session-wide context out (the reader re-attaches it).
+fn is_context_free(b: &waymark_domain::event::WebEventBody) -> bool {
+    b.user_agent_string.is_none()
+        && b.browser.is_none()
+        && b.device.is_none()
+        && b.geolocation.is_none()
+        && b.ip_address.is_none()
+        && b.ip_organization.is_none()
+        && b.mkt_campaign.is_none()
+}
+
+/// Append `"webEvent":{…}}` (closing the event object too): the session's counts, then the request's `fields`.
+fn push_web_event_member(json: &mut String, event: &Event, fields: &WebFieldsJson) {
+    use std::fmt::Write as _;
+    if let Some(body) = event.web_event.as_deref() {
+        let _ = write!(
+            json,
+            r#""webEvent":{{"totalEventCount":{},"totalPageviewCount":{},"authenticated":{},"#,
+            body.total_event_count, body.total_pageview_count, body.authenticated
+        );
+    }
+    json.push_str(&fields.0);
+    json.push_str("}}");
 }
 
 /// The compact body of a stored web event: [`encode_web_event`]'s JSON without the envelope members that the
@@ -891,36 +904,21 @@ pub fn encode_compact_web_event(event: &mut Event, fields: &WebFieldsJson) -> St
             .self_uri
             .as_deref()
             .is_some_and(|u| u.strip_prefix(SESSION_URI_PREFIX).is_some_and(|id| id == event.session.id));
-    let context_free = event.web_event.as_deref().is_some_and(|b| {
-        b.user_agent_string.is_none()
-            && b.browser.is_none()
-            && b.device.is_none()
-            && b.geolocation.is_none()
-            && b.ip_address.is_none()
-            && b.ip_organization.is_none()
-            && b.mkt_campaign.is_none()
-    });
-    if !derivable || !context_free {
+    if !derivable || !event.web_event.as_deref().is_some_and(is_context_free) {
         return encode_web_event(event, fields);
     }
-    let body = event.web_event.as_deref().expect("checked above");
     let mut json = String::with_capacity(64 + fields.0.len());
     json.push('{');
-    use std::fmt::Write as _;
     for (name, value) in [("customerId", &event.customer_id), ("customerIdType", &event.customer_id_type)] {
         if let Some(v) = value {
-            let _ = write!(json, "\"{name}\":");
+            json.push('"');
+            json.push_str(name);
+            json.push_str("\":");
             json.push_str(&serde_json::to_string(v).map_err(|e| StoreError::Internal(format!("encode event: {e}")))?);
             json.push(',');
         }
     }
-    let _ = write!(
-        json,
-        r#""webEvent":{{"totalEventCount":{},"totalPageviewCount":{},"authenticated":{},"#,
-        body.total_event_count, body.total_pageview_count, body.authenticated
-    );
-    json.push_str(&fields.0);
-    json.push_str("}}");
+    push_web_event_member(&mut json, event, fields);
     #[cfg(debug_assertions)]
     {
         let expanded = expand_web_event(&json, &event.id, &event.session.id, event.created_date.unix_millis())
