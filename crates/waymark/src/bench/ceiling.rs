@@ -43,7 +43,7 @@ pub async fn http(args: &BenchArgs, section: &mut Section) -> Result<(f64, f64)>
         let bodies = EventBodies::new(batch, "ceiling");
         let p = path.clone();
         let source: Arc<dyn RequestSource> = Arc::new(move |c: usize, n: u64| {
-            client::post(addr, &p, bodies.body(c, n), &[("origin", super::server::ORIGIN)])
+            client::wire_post(addr, &p, bodies.body(c, n), &[("origin", super::server::ORIGIN)])
         });
         let label = if batch == 1 { "ceiling single" } else { "ceiling batch" };
         let mut r = client::closed_loop(&[addr], conns, Duration::from_secs(1), seconds, None, label, source).await?;

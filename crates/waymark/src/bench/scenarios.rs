@@ -119,7 +119,7 @@ async fn measure_ingest(
         let bodies = bodies.clone();
         let addr = addrs[0];
         // The address only names the Host header; each connection goes to its own node.
-        Arc::new(move |c: usize, n: u64| client::post(addr, &path, bodies.body(c, n), &[("origin", ORIGIN)]))
+        Arc::new(move |c: usize, n: u64| client::wire_post(addr, &path, bodies.body(c, n), &[("origin", ORIGIN)]))
     };
     let label = if batch > 1 { "ingest-batch" } else { "ingest-single" };
     let started = Instant::now();
@@ -440,7 +440,7 @@ pub async fn reads(args: &BenchArgs, section: &mut Section) -> Result<()> {
         let sessions = sessions.clone();
         let source: Arc<dyn RequestSource> = Arc::new(move |c: usize, n: u64| {
             let s = &sessions[(c * 7 + n as usize) % sessions.len()];
-            client::get(addr, &template.replace("{s}", s), &token)
+            client::wire_get(addr, &template.replace("{s}", s), &token)
         });
         let mut r = client::closed_loop(
             &[addr],
@@ -576,7 +576,7 @@ async fn publish_marked(
         let cookie = format!("{prefix}-{}", s as usize % agents);
         let body = bodies.marked(&cookie, &format!("lv{s}q"));
         book.sent.lock().insert(s, Instant::now());
-        client::post(addr, &path, body, &[("origin", ORIGIN)])
+        client::wire_post(addr, &path, body, &[("origin", ORIGIN)])
     });
     let r = client::closed_loop(&[addr], 8, Duration::ZERO, dur, Some(rate), "publish", source).await?;
     if r.failures() > 0 {
@@ -695,14 +695,14 @@ pub async fn soak(args: &BenchArgs, section: &mut Section) -> Result<()> {
     for w in 0..windows {
         let (p1, p2, b1, b2) = (path.clone(), path.clone(), single.clone(), batch.clone());
         let s1: Arc<dyn RequestSource> = Arc::new(move |c: usize, n: u64| {
-            client::post(addr, &p1, b1.body(c, n + w * 1_000_000), &[("origin", ORIGIN)])
+            client::wire_post(addr, &p1, b1.body(c, n + w * 1_000_000), &[("origin", ORIGIN)])
         });
         let s2: Arc<dyn RequestSource> = Arc::new(move |c: usize, n: u64| {
-            client::post(addr, &p2, b2.body(c + 100, n + w * 1_000_000), &[("origin", ORIGIN)])
+            client::wire_post(addr, &p2, b2.body(c + 100, n + w * 1_000_000), &[("origin", ORIGIN)])
         });
         let tk = token.clone();
         let s3: Arc<dyn RequestSource> = Arc::new(move |_c: usize, _n: u64| {
-            client::get(addr, "/api/v2/journey/customers/cookie/soak-1/sessions", &tk)
+            client::wire_get(addr, "/api/v2/journey/customers/cookie/soak-1/sessions", &tk)
         });
         let node = [addr];
         let ingest = client::closed_loop(&node, 16, Duration::ZERO, window, Some(2000.0), "soak single", s1);
