@@ -196,28 +196,31 @@ pub async fn closed_loop(
     label: &str,
     source: Arc<dyn RequestSource>,
 ) -> Result<LoadResult> {
-    let (addrs, label) = (addrs.to_vec(), label.to_string());
+    let plan = LoadPlan { addrs: addrs.to_vec(), connections, warmup, measure, rate, label: label.to_string() };
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new().name("wm-bench-load".into()).spawn(move || {
         let result = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(drive(&addrs, connections, warmup, measure, rate, &label, source)));
+            .and_then(|rt| rt.block_on(drive(plan, source)));
         let _ = tx.send(result);
     })?;
     rx.await.map_err(|_| anyhow!("the load generator's thread stopped"))?
 }
 
-async fn drive(
-    addrs: &[SocketAddr],
+/// What [`closed_loop`] was asked to run, moved to the load generator's thread.
+struct LoadPlan {
+    addrs: Vec<SocketAddr>,
     connections: usize,
     warmup: Duration,
     measure: Duration,
     rate: Option<f64>,
-    label: &str,
-    source: Arc<dyn RequestSource>,
-) -> Result<LoadResult> {
+    label: String,
+}
+
+async fn drive(plan: LoadPlan, source: Arc<dyn RequestSource>) -> Result<LoadResult> {
+    let LoadPlan { addrs, connections, warmup, measure, rate, label } = plan;
     let started = Instant::now();
     let measure_from = started + warmup;
     let end = measure_from + measure;
@@ -226,7 +229,6 @@ async fn drive(
     let progress = {
         let done = done.clone();
         let stop = stop.clone();
-        let label = label.to_string();
         tokio::spawn(async move {
             let mut last = 0u64;
             let mut tick = tokio::time::interval(Duration::from_secs(1));
