@@ -129,6 +129,26 @@ pub struct CustomerState {
     /// The `clientEventId`s this customer sent lately, so that a retried event is recognised.
     #[serde(default, skip_serializing_if = "RecentClientEvents::is_empty")]
     pub recent_client_events: RecentClientEvents,
+    /// What the store last wrote of this state, for it to skip writing what its rows already hold. Not part of
+    /// the state's value: never serialized, and equal to any other mark.
+    #[serde(skip)]
+    pub stored: StoredMark,
+}
+
+/// An opaque note a store keeps with a [`CustomerState`] in memory about the rows it last wrote for it (the
+/// embedded store: a fingerprint of the slow-changing part and the activity time it wrote). A state read back
+/// from storage, or built new, has the default mark: nothing known.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoredMark {
+    pub fingerprint: u64,
+    pub activity_ms: i64,
+}
+
+impl PartialEq for StoredMark {
+    /// Marks are bookkeeping, not part of the state: any two compare equal.
+    fn eq(&self, _: &StoredMark) -> bool {
+        true
+    }
 }
 
 /// The client event ids a customer sent lately (hashed, with their event time), kept with the customer's
@@ -152,10 +172,7 @@ impl Serialize for RecentClientEvents {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use base64::Engine as _;
         let mut packed = Vec::with_capacity(self.0.len() * PACKED_ENTRY_BYTES);
-        for (hash, at) in &self.0 {
-            packed.extend_from_slice(&hash.to_be_bytes());
-            packed.extend_from_slice(&(*at).clamp(0, PACKED_TIME_MAX).to_be_bytes()[2..]);
-        }
+        self.pack_into(&mut packed);
         serializer.serialize_str(&base64::engine::general_purpose::STANDARD_NO_PAD.encode(packed))
     }
 }
@@ -173,21 +190,8 @@ impl<'de> Deserialize<'de> for RecentClientEvents {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
                 use base64::Engine as _;
                 let packed = base64::engine::general_purpose::STANDARD_NO_PAD.decode(v).map_err(E::custom)?;
-                if packed.len() % PACKED_ENTRY_BYTES != 0 {
-                    return Err(E::custom(format!("packed client event ids of {} bytes", packed.len())));
-                }
-                let entries = packed
-                    .chunks_exact(PACKED_ENTRY_BYTES)
-                    .map(|e| {
-                        let (hash, at) = e.split_at(8);
-                        let mut hash_bytes = [0u8; 8];
-                        hash_bytes.copy_from_slice(hash);
-                        let mut at_bytes = [0u8; 8];
-                        at_bytes[2..].copy_from_slice(at);
-                        (u64::from_be_bytes(hash_bytes), i64::from_be_bytes(at_bytes))
-                    })
-                    .collect();
-                Ok(RecentClientEvents(entries))
+                RecentClientEvents::unpack(&packed)
+                    .ok_or_else(|| E::custom(format!("packed client event ids of {} bytes", packed.len())))
             }
 
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
@@ -204,6 +208,35 @@ impl<'de> Deserialize<'de> for RecentClientEvents {
 
 impl RecentClientEvents {
     pub const CAP: usize = 128;
+
+    /// Append the entries, packed as they are stored ([`PACKED_ENTRY_BYTES`] each), to `out`.
+    pub fn pack_into(&self, out: &mut Vec<u8>) {
+        out.reserve(self.0.len() * PACKED_ENTRY_BYTES);
+        for (hash, at) in &self.0 {
+            out.extend_from_slice(&hash.to_be_bytes());
+            out.extend_from_slice(&(*at).clamp(0, PACKED_TIME_MAX).to_be_bytes()[2..]);
+        }
+    }
+
+    /// The entries [`RecentClientEvents::pack_into`] packed, or `None` when `packed` is not a whole number of
+    /// entries.
+    pub fn unpack(packed: &[u8]) -> Option<Self> {
+        if !packed.len().is_multiple_of(PACKED_ENTRY_BYTES) {
+            return None;
+        }
+        let entries = packed
+            .chunks_exact(PACKED_ENTRY_BYTES)
+            .map(|e| {
+                let (hash, at) = e.split_at(8);
+                let mut hash_bytes = [0u8; 8];
+                hash_bytes.copy_from_slice(hash);
+                let mut at_bytes = [0u8; 8];
+                at_bytes[2..].copy_from_slice(at);
+                (u64::from_be_bytes(hash_bytes), i64::from_be_bytes(at_bytes))
+            })
+            .collect();
+        Some(RecentClientEvents(entries))
+    }
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -258,6 +291,7 @@ impl CustomerState {
             offers: CustomerOffers::default(),
             version: 0,
             recent_client_events: RecentClientEvents::default(),
+            stored: StoredMark::default(),
         }
     }
 }

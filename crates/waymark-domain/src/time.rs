@@ -131,7 +131,11 @@ impl std::fmt::Display for Timestamp {
 }
 
 impl Serialize for Timestamp {
+    /// ISO 8601 text; milliseconds since the Unix epoch in formats that are not human-readable.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !s.is_human_readable() {
+            return s.serialize_i64(self.0);
+        }
         if let Some(b) = self.iso_bytes()
             && let Ok(text) = std::str::from_utf8(&b)
         {
@@ -143,6 +147,9 @@ impl Serialize for Timestamp {
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if !d.is_human_readable() {
+            return i64::deserialize(d).map(Timestamp);
+        }
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         Timestamp::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("not an ISO-8601 date-time: {s:?}")))
     }

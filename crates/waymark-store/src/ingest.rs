@@ -704,20 +704,26 @@ fn to_json_string<T: serde::Serialize>(value: &T, what: &str) -> StoreResult<Str
 /// state then shrinks to less than half. [`decode_state`] gives such a state back with stub sessions, which
 /// [`StoredState::rehydrate`] replaces by the rows.
 pub fn encode_state_sessions_apart(state: &mut CustomerState) -> StoreResult<Vec<u8>> {
+    with_sessions_stubbed(state, |s| encode_tagged(s, STATE_LZ4_SESSIONS_APART))
+}
+
+/// Run `f` on `state` with its open sessions' bodies swapped for stubs (id, type and start only), then put the
+/// bodies back.
+pub fn with_sessions_stubbed<T>(state: &mut CustomerState, f: impl FnOnce(&CustomerState) -> T) -> T {
     let stub = |o: &mut Box<OpenSession>| {
         let stub = Session::new(o.session.id.clone(), o.session.session_type, o.session.created_date);
         std::mem::replace(&mut o.session, stub)
     };
     let current = state.current.as_mut().map(stub);
     let previous = state.previous.as_mut().map(stub);
-    let encoded = encode_tagged(state, STATE_LZ4_SESSIONS_APART);
+    let out = f(state);
     if let (Some(o), Some(s)) = (state.current.as_mut(), current) {
         o.session = s;
     }
     if let (Some(o), Some(s)) = (state.previous.as_mut(), previous) {
         o.session = s;
     }
-    encoded
+    out
 }
 
 /// A decoded customer state, and whether its open sessions are stubs to replace by their rows.

@@ -8,6 +8,7 @@
 //!
 //! Writes are grouped: many concurrent requests share one transaction (group commit).
 
+pub mod fingerprint;
 pub mod ingest;
 pub mod migrate;
 pub mod postgres;

@@ -9,6 +9,7 @@
 //! A checkpoint thread copies the WAL into the database every 50 ms, so that commits never wait for a
 //! checkpoint's fsyncs, and restarts the WAL once it is large, so that the WAL stays bounded under load.
 
+mod customer_row;
 mod read;
 mod tx;
 mod wal_vfs;
@@ -773,12 +774,17 @@ mod tests {
     use waymark_domain::web_event::{WebEventRequest, parse_web_event};
 
     fn web(org: OrgId, cookie: &str, at: Timestamp) -> IngestItem {
+        web_with_id(org, cookie, at, None)
+    }
+
+    fn web_with_id(org: OrgId, cookie: &str, at: Timestamp, client_event_id: Option<&str>) -> IngestItem {
         let deployment = Deployment::new(org, DeploymentId::new_v7(at), "test");
         let req: WebEventRequest = serde_json::from_value(serde_json::json!({
             "customerCookieId": cookie,
             "eventName": "page_viewed",
             "page": {"url": "https://shop.example/a", "title": "A"},
             "createdDate": at.to_iso(),
+            "clientEventId": client_event_id,
         }))
         .unwrap();
         let event = parse_web_event(req, &deployment, &InputLimits::default(), at, None, None).unwrap();
@@ -791,6 +797,53 @@ mod tests {
             JobValue::Bool(b) => b,
             _ => unreachable!("the job answers a bool"),
         }
+    }
+
+    /// An event that changes only its customer's per-event fields leaves the customer row as it is (the session
+    /// row carries them), and a store opened again, with nothing cached, has them all: the totals, and the
+    /// recent client event ids that recognise a retry.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_current_session_row_carries_the_per_event_state_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let now = Timestamp::from_unix_millis(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64,
+        );
+        let org = OrgId::new_v7(now);
+        let batch = |items| IngestBatch { org, config: Arc::new(JourneyConfig::default()), items };
+        let customer_row = || -> Vec<u8> {
+            let c = Connection::open(&path).unwrap();
+            c.query_row("SELECT state FROM customers WHERE cookie_id = 'v'", [], |r| r.get(0)).unwrap()
+        };
+        let total = |r: &[ItemResult]| match &r[0] {
+            ItemResult::Web(w) => w.event.web_event.as_ref().unwrap().total_event_count,
+            other => panic!("unexpected result {other:?}"),
+        };
+
+        let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
+        let mut row_after_first = Vec::new();
+        for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
+            let at = now.plus_millis(i as i64 * 1_000);
+            let r = store.ingest(batch(vec![web_with_id(org, "v", at, Some(id))])).await.unwrap();
+            assert_eq!(total(&r), i as i64 + 1);
+            if i == 0 {
+                row_after_first = customer_row();
+            }
+        }
+        assert_eq!(customer_row(), row_after_first, "events of the same session leave the customer row alone");
+        store.close();
+        drop(store);
+
+        let store = SqliteStore::open(SqliteConfig::new(&path)).unwrap();
+        let r = store.ingest(batch(vec![web_with_id(org, "v", now.plus_millis(3_000), Some("b"))])).await.unwrap();
+        assert!(matches!(r[0], ItemResult::Duplicate { .. }), "a retry is recognised after a restart: {:?}", r[0]);
+        let record = store.get_customer(org, &CookieId::parse("v").unwrap()).await.unwrap().unwrap();
+        assert_eq!(record.total_events, 3, "the customer read has the carried total");
+        let r = store.ingest(batch(vec![web_with_id(org, "v", now.plus_millis(4_000), Some("d"))])).await.unwrap();
+        assert_eq!(total(&r), 4, "the journey continues from the carried totals");
+        let ItemResult::Web(w) = &r[0] else { unreachable!() };
+        assert_eq!(w.counts.event_count, 4, "in the same session: {w:?}");
+        assert!(!w.new_session);
     }
 
     /// Retention drops from the writer's cache the states of the customers it purged (whole, or some of their

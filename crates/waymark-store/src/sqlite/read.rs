@@ -317,7 +317,7 @@ pub(crate) fn customer(c: &Connection, org: OrgId, cookie: &CookieId) -> StoreRe
         .optional()
         .map_err(sql_err)?;
     let Some((id, contact, created, state)) = row else { return Ok(None) };
-    let state = crate::ingest::decode_state(&state)?;
+    let state = super::customer_row::load_state(c, org, &state)?;
     Ok(Some(CustomerRecord {
         org,
         id: CustomerId::parse(&id).ok_or_else(|| StoreError::Corrupt(format!("customer id {id}")))?,

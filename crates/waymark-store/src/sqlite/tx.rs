@@ -5,10 +5,9 @@
 //! 20 events in one batch rewrite its session and state once, not 20 times. Reads of a buffered session are
 //! served from the buffer; statements that update sessions or customers by contact or customer flush first.
 
+use super::customer_row::{self, load_state};
 use super::{StateCache, sql_err};
-use crate::ingest::{
-    JourneyTx, decode_session, decode_stored_state, encode_session, encode_state_sessions_apart, with_contact_ref,
-};
+use crate::ingest::{JourneyTx, decode_session, encode_session, encode_state_sessions_apart, with_contact_ref};
 use crate::types::*;
 use crate::{Record, RecordKind, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -99,77 +98,37 @@ impl<'a> SqliteTx<'a> {
         self.taken.as_ref().is_some_and(|k| k.0 == org && k.1 == cookie)
     }
 
-    /// Write the buffered session and customer rows, once per key.
+    /// Write the buffered session and customer rows, once per key. A customer whose current session's row is
+    /// written too, and whose state changed only in what that row can carry, leaves its own row as it is
+    /// ([`customer_row::save`]).
     pub(crate) fn flush(&mut self) -> StoreResult<()> {
         self.spill_last();
-        for ((org, _), row) in std::mem::take(&mut self.pending_sessions) {
-            let external_key = row.session.conversation.as_ref().map(|c| c.id.as_str());
-            upsert_session_row(self.conn, org, row.customer_id, row.contact_id, &row.session, external_key)?;
-        }
+        let mut carried: HashMap<Key, Vec<u8>> = HashMap::new();
         for key in std::mem::take(&mut self.dirty_customers) {
-            if let Some(state) = self.states.get_mut(&key) {
-                write_customer(self.conn, key.0, state)?;
+            let Some(state) = self.states.get_mut(&key) else { continue };
+            let session = state.current.as_ref().map(|c| (key.0, c.session.id.clone()));
+            let session_row_written = session.as_ref().is_some_and(|k| self.pending_sessions.contains_key(k));
+            if let (Some(part), Some(session)) =
+                (customer_row::save(self.conn, key.0, state, session_row_written)?, session)
+            {
+                carried.insert(session, part);
             }
+        }
+        for (key, row) in std::mem::take(&mut self.pending_sessions) {
+            let external_key = row.session.conversation.as_ref().map(|c| c.id.as_str());
+            let part = carried.remove(&key);
+            upsert_session_row(
+                self.conn,
+                key.0,
+                row.customer_id,
+                row.contact_id,
+                &row.session,
+                external_key,
+                part.as_deref(),
+            )?;
         }
         Ok(())
     }
-}
-
-/// Decode a customer row's state, with its open sessions read from their rows.
-fn load_state(conn: &Connection, org: OrgId, blob: &[u8]) -> StoreResult<CustomerState> {
-    let o = org_key(org);
-    decode_stored_state(blob)?.rehydrate(|id| {
-        let body: Option<String> = conn
-            .prepare_cached("SELECT body FROM sessions WHERE org_id = ?1 AND id = ?2")
-            .map_err(sql_err)?
-            .query_row(params![o, id], |r| r.get(0))
-            .optional()
-            .map_err(sql_err)?;
-        body.map(|b| decode_session(&b)).transpose()
-    })
-}
-
-/// Write a customer's row: the state in place (no index changes), the indexed contact and activity time only
-/// when they changed (activity: by more than [`CUSTOMER_UPDATED_SLACK_MS`]). The state is stored without its
-/// open sessions' bodies: they are the session rows this transaction writes too, and a state half the size
-/// puts twice as many of the visitors active at once on each page a commit rewrites.
-fn write_customer(conn: &Connection, org: OrgId, state: &mut CustomerState) -> StoreResult<()> {
-    let blob = encode_state_sessions_apart(state)?;
-    let o = org_key(org);
-    let updated = state.current.as_ref().map_or(state.created, |c| c.last_at).unix_millis();
-    let contact = state.contact_id.map(|c| c.to_string());
-    let changed = conn
-        .prepare_cached("UPDATE customers SET version = ?3, state = ?4 WHERE org_id = ?1 AND cookie_id = ?2")
-        .map_err(sql_err)?
-        .execute(params![o, state.cookie_id.as_str(), state.version, blob])
-        .map_err(sql_err)?;
-    if changed == 0 {
-        conn.prepare_cached(
-            "INSERT INTO customers (org_id, cookie_id, id, contact_id, created_ms, updated_ms, version, state)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .map_err(sql_err)?
-        .execute(params![
-            o,
-            state.cookie_id.as_str(),
-            state.customer_id.to_string(),
-            contact,
-            state.created.unix_millis(),
-            updated,
-            state.version,
-            blob
-        ])
-        .map_err(sql_err)?;
-        return Ok(());
-    }
-    conn.prepare_cached(
-        "UPDATE customers SET contact_id = ?3, updated_ms = MAX(updated_ms, ?4)
-         WHERE org_id = ?1 AND cookie_id = ?2 AND (contact_id IS NOT ?3 OR updated_ms < ?4 - ?5)",
-    )
-    .map_err(sql_err)?
-    .execute(params![o, state.cookie_id.as_str(), contact, updated, CUSTOMER_UPDATED_SLACK_MS])
-    .map_err(sql_err)?;
-    Ok(())
 }
 
 impl JourneyTx for SqliteTx<'_> {
@@ -454,6 +413,7 @@ impl JourneyTx for SqliteTx<'_> {
 
 /// Write a session's row: the body and activity in place, the indexed owner and start time only when they
 /// changed. A conversation session is keyed by its conversation id too (`external_key`, unique per organisation).
+/// `carried` is its customer's carried state ([`customer_row`]); without it, the row keeps the one it holds.
 pub(crate) fn upsert_session_row(
     conn: &Connection,
     org: OrgId,
@@ -461,20 +421,24 @@ pub(crate) fn upsert_session_row(
     contact: Option<ContactId>,
     s: &Session,
     external_key: Option<&str>,
+    carried: Option<&[u8]>,
 ) -> StoreResult<()> {
     let body = encode_session(s)?;
     let o = org_key(org);
     let last = s.last_activity_date.unwrap_or(s.created_date).unix_millis();
     let (customer, contact) = (customer.map(|c| c.to_string()), contact.map(|c| c.to_string()));
     let changed = conn
-        .prepare_cached("UPDATE sessions SET last_ms = ?3, ended = ?4, body = ?5 WHERE org_id = ?1 AND id = ?2")
+        .prepare_cached(
+            "UPDATE sessions SET last_ms = ?3, ended = ?4, body = ?5, carried = COALESCE(?6, carried)
+             WHERE org_id = ?1 AND id = ?2",
+        )
         .map_err(sql_err)?
-        .execute(params![o, s.id, last, s.ended_date.is_some(), body])
+        .execute(params![o, s.id, last, s.ended_date.is_some(), body, carried])
         .map_err(sql_err)?;
     if changed == 0 {
         conn.prepare_cached(
-            "INSERT INTO sessions (org_id, id, customer_id, contact_id, type, created_ms, last_ms, ended, external_key, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO sessions (org_id, id, customer_id, contact_id, type, created_ms, last_ms, ended, external_key, body, carried)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )
         .map_err(sql_err)?
         .execute(params![
@@ -487,7 +451,8 @@ pub(crate) fn upsert_session_row(
             last,
             s.ended_date.is_some(),
             external_key,
-            body
+            body,
+            carried
         ])
         .map_err(sql_err)?;
         return Ok(());
@@ -687,7 +652,7 @@ pub(crate) fn close_idle(
                 cache.remove(&(org, cookie));
             }
         }
-        upsert_session_row(conn, org, customer_id, contact_id, &session, None)?;
+        upsert_session_row(conn, org, customer_id, contact_id, &session, None, None)?;
         closed.push(SessionRecord { org, customer_id, contact_id, session: with_contact_ref(session, contact_id) });
     }
     Ok(closed)
