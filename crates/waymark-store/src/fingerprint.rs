@@ -77,6 +77,15 @@ impl FingerprintSerializer {
 
 type R = Result<(), Unsupported>;
 
+/// Narrow numbers hash as their wide kind.
+macro_rules! widening {
+    ($($method:ident: $ty:ty),* => $wide:ident) => {$(
+        fn $method(self, v: $ty) -> R {
+            self.$wide(v.into())
+        }
+    )*};
+}
+
 impl ser::Serializer for &mut FingerprintSerializer {
     type Ok = ();
     type Error = Unsupported;
@@ -93,19 +102,14 @@ impl ser::Serializer for &mut FingerprintSerializer {
         false
     }
 
+    widening!(serialize_i8: i8, serialize_i16: i16, serialize_i32: i32 => serialize_i64);
+    widening!(serialize_u8: u8, serialize_u16: u16, serialize_u32: u32 => serialize_u64);
+    widening!(serialize_f32: f32 => serialize_f64);
+
     fn serialize_bool(self, v: bool) -> R {
         self.tag(Tag::Bool);
         self.0.write_u8(v as u8);
         Ok(())
-    }
-    fn serialize_i8(self, v: i8) -> R {
-        self.serialize_i64(v.into())
-    }
-    fn serialize_i16(self, v: i16) -> R {
-        self.serialize_i64(v.into())
-    }
-    fn serialize_i32(self, v: i32) -> R {
-        self.serialize_i64(v.into())
     }
     fn serialize_i64(self, v: i64) -> R {
         self.tag(Tag::Int);
@@ -117,15 +121,6 @@ impl ser::Serializer for &mut FingerprintSerializer {
         self.0.write_i128(v);
         Ok(())
     }
-    fn serialize_u8(self, v: u8) -> R {
-        self.serialize_u64(v.into())
-    }
-    fn serialize_u16(self, v: u16) -> R {
-        self.serialize_u64(v.into())
-    }
-    fn serialize_u32(self, v: u32) -> R {
-        self.serialize_u64(v.into())
-    }
     fn serialize_u64(self, v: u64) -> R {
         self.tag(Tag::UInt);
         self.0.write_u64(v);
@@ -135,9 +130,6 @@ impl ser::Serializer for &mut FingerprintSerializer {
         self.tag(Tag::UInt);
         self.0.write_u128(v);
         Ok(())
-    }
-    fn serialize_f32(self, v: f32) -> R {
-        self.serialize_f64(v.into())
     }
     fn serialize_f64(self, v: f64) -> R {
         self.tag(Tag::Float);
@@ -235,53 +227,29 @@ impl ser::Serializer for &mut FingerprintSerializer {
     }
 }
 
-impl ser::SerializeSeq for &mut FingerprintSerializer {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> R {
-        value.serialize(&mut **self)
-    }
-    fn end(self) -> R {
-        self.tag(Tag::End);
-        Ok(())
-    }
+/// The sequence-like compounds: each element in order, then an end mark.
+macro_rules! sequence_like {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl ser::$trait for &mut FingerprintSerializer {
+            type Ok = ();
+            type Error = Unsupported;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> R {
+                value.serialize(&mut **self)
+            }
+            fn end(self) -> R {
+                self.tag(Tag::End);
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for &mut FingerprintSerializer {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> R {
-        value.serialize(&mut **self)
-    }
-    fn end(self) -> R {
-        self.tag(Tag::End);
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleStruct for &mut FingerprintSerializer {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> R {
-        value.serialize(&mut **self)
-    }
-    fn end(self) -> R {
-        self.tag(Tag::End);
-        Ok(())
-    }
-}
-
-impl ser::SerializeTupleVariant for &mut FingerprintSerializer {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> R {
-        value.serialize(&mut **self)
-    }
-    fn end(self) -> R {
-        self.tag(Tag::End);
-        Ok(())
-    }
-}
+sequence_like!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 impl ser::SerializeMap for &mut FingerprintSerializer {
     type Ok = ();
@@ -298,31 +266,25 @@ impl ser::SerializeMap for &mut FingerprintSerializer {
     }
 }
 
-impl ser::SerializeStruct for &mut FingerprintSerializer {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> R {
-        self.text(Tag::Field, key.as_bytes());
-        value.serialize(&mut **self)
-    }
-    fn end(self) -> R {
-        self.tag(Tag::End);
-        Ok(())
-    }
+/// The struct-like compounds: each field's name and value, then an end mark.
+macro_rules! struct_like {
+    ($($trait:ident),*) => {$(
+        impl ser::$trait for &mut FingerprintSerializer {
+            type Ok = ();
+            type Error = Unsupported;
+            fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> R {
+                self.text(Tag::Field, key.as_bytes());
+                value.serialize(&mut **self)
+            }
+            fn end(self) -> R {
+                self.tag(Tag::End);
+                Ok(())
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for &mut FingerprintSerializer {
-    type Ok = ();
-    type Error = Unsupported;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> R {
-        self.text(Tag::Field, key.as_bytes());
-        value.serialize(&mut **self)
-    }
-    fn end(self) -> R {
-        self.tag(Tag::End);
-        Ok(())
-    }
-}
+struct_like!(SerializeStruct, SerializeStructVariant);
 
 #[cfg(test)]
 mod tests {
