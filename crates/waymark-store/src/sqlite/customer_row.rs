@@ -163,7 +163,7 @@ pub(crate) fn save(
 /// when they changed (activity: by more than [`ACTIVITY_STEP_MS`]). The state is stored without its open
 /// sessions' bodies: they are the session rows this transaction writes too, and a state half the size puts
 /// twice as many of the visitors active at once on each page a commit rewrites.
-pub(crate) fn write_row(conn: &Connection, org: OrgId, state: &mut CustomerState, activity: i64) -> StoreResult<()> {
+fn write_row(conn: &Connection, org: OrgId, state: &mut CustomerState, activity: i64) -> StoreResult<()> {
     let blob = encode_state_sessions_apart(state)?;
     let o = org.to_string();
     let contact = state.contact_id.map(|c| c.to_string());

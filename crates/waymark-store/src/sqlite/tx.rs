@@ -4,6 +4,7 @@
 //! customer rows are buffered and written once per key when the run ends ([`SqliteTx::flush`]), so a visitor's
 //! 20 events in one batch rewrite its session and state once, not 20 times. Reads of a buffered session are
 //! served from the buffer; statements that update sessions or customers by contact or customer flush first.
+//! Most events leave the customer row alone: their session row carries what they changed ([`customer_row`]).
 
 use super::customer_row::{self, load_state};
 use super::{StateCache, sql_err};
