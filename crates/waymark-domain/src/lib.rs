@@ -29,6 +29,7 @@ pub mod rules;
 pub mod segment;
 pub mod session;
 pub mod time;
+pub mod url_cache;
 pub mod web_event;
 pub mod wire;
 

@@ -6,6 +6,7 @@ use crate::deployment::Deployment;
 use crate::limits::InputLimits;
 use crate::page::{ParsedPage, parse_page};
 use crate::referrer::classify;
+use crate::url_cache::{PageParts, UrlCache};
 use crate::wire::{Attribute, Attributes, Campaign, Page, Referrer};
 use crate::{ErrorCode, Rejection, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -193,11 +194,13 @@ pub fn parse_web_event(
 
 /// The last page URL and referrer one request's events parsed, and what they gave. A tracker's batch comes
 /// from one visitor, whose events on one page share its URL and referrer: parsing and classifying them again
-/// for every event was a tenth of the request threads' time in batches of 100.
+/// for every event was a tenth of the request threads' time in batches of 100. Behind it, when given, the
+/// deployment's [`UrlCache`] shared by all requests.
 #[derive(Debug, Default)]
-pub struct UrlMemo {
+pub struct UrlMemo<'c> {
     page: Option<LastPage>,
     referrer: Option<LastReferrer>,
+    shared: Option<&'c UrlCache>,
 }
 
 /// A parsed page, shared (`Arc`) by the events on it; the key's buffers are reused from one miss to the next.
@@ -218,22 +221,37 @@ struct LastReferrer {
     referrer: Option<Arc<Referrer>>,
 }
 
-impl UrlMemo {
+impl<'c> UrlMemo<'c> {
+    /// A memo backed by `shared`, the cache of the deployment whose events it parses.
+    pub fn with_cache(shared: &'c UrlCache) -> UrlMemo<'c> {
+        UrlMemo { page: None, referrer: None, shared: Some(shared) }
+    }
+
+    /// The shared cache, when it holds answers for `deployment`'s page rules.
+    fn shared_for(&self, deployment: &Deployment) -> Option<&'c UrlCache> {
+        self.shared.filter(|c| c.fits(deployment))
+    }
+
     /// [`parse_page`], or its last answer for the same URL and title (a memo serves one deployment).
-    fn page(
-        &mut self,
-        url: &str,
-        title: &str,
-        deployment: &Deployment,
-    ) -> Result<(Arc<Page>, Vec<String>, Option<Arc<Campaign>>), Rejection> {
+    fn page(&mut self, url: &str, title: &str, deployment: &Deployment) -> Result<PageParts, Rejection> {
         if let Some(last) = &self.page
             && last.url == url
             && last.title == title
         {
             return Ok((last.page.clone(), last.search_terms.clone(), last.campaign.clone()));
         }
-        let ParsedPage { page, search_terms, campaign } = parse_page(url, title, deployment)?;
-        let (page, campaign) = (Arc::new(page), campaign.map(Arc::new));
+        let shared = self.shared_for(deployment);
+        let (page, search_terms, campaign) = match shared.and_then(|c| c.page(url, title)) {
+            Some(parts) => parts,
+            None => {
+                let ParsedPage { page, search_terms, campaign } = parse_page(url, title, deployment)?;
+                let parts = (Arc::new(page), search_terms, campaign.map(Arc::new));
+                if let Some(c) = shared {
+                    c.keep_page(url, title, &parts);
+                }
+                parts
+            }
+        };
         let last = self.page.get_or_insert_with(|| LastPage {
             url: String::new(),
             title: String::new(),
@@ -250,7 +268,13 @@ impl UrlMemo {
     }
 
     /// [`classify`], or its last answer for the same referrer, page host and campaign.
-    fn referrer(&mut self, raw: &str, page_host: &str, campaign: Option<&Arc<Campaign>>) -> Option<Arc<Referrer>> {
+    fn referrer(
+        &mut self,
+        raw: &str,
+        page_host: &str,
+        campaign: Option<&Arc<Campaign>>,
+        deployment: &Deployment,
+    ) -> Option<Arc<Referrer>> {
         if let Some(last) = &self.referrer
             && last.raw == raw
             && last.page_host == page_host
@@ -258,7 +282,17 @@ impl UrlMemo {
         {
             return last.referrer.clone();
         }
-        let referrer = classify(raw, page_host, campaign.map(|c| &**c)).map(Arc::new);
+        let shared = self.shared_for(deployment);
+        let referrer = match shared.and_then(|c| c.referrer(raw, page_host, campaign.map(|c| &**c))) {
+            Some(known) => known,
+            None => {
+                let referrer = classify(raw, page_host, campaign.map(|c| &**c)).map(Arc::new);
+                if let Some(c) = shared {
+                    c.keep_referrer(raw, page_host, campaign, referrer.as_ref());
+                }
+                referrer
+            }
+        };
         let last = self.referrer.get_or_insert_with(|| LastReferrer {
             raw: String::new(),
             page_host: String::new(),
@@ -281,7 +315,7 @@ pub fn parse_web_event_in(
     now: Timestamp,
     request_ip: Option<IpAddr>,
     request_user_agent: Option<&str>,
-    memo: &mut UrlMemo,
+    memo: &mut UrlMemo<'_>,
 ) -> Result<WebEvent, Rejection> {
     let cookie = req.customer_cookie_id.as_deref().ok_or_else(|| missing("customerCookieId"))?;
     let cookie_id = CookieId::parse(cookie)?;
@@ -351,7 +385,7 @@ pub fn parse_web_event_in(
     let referrer = match req.referrer_url.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         Some(r) => {
             check_len("referrerUrl", r, limits.max_url_bytes)?;
-            memo.referrer(r, &page.hostname, campaign.as_ref())
+            memo.referrer(r, &page.hostname, campaign.as_ref(), deployment)
         }
         None => None,
     };
@@ -542,9 +576,13 @@ mod tests {
 
     proptest::proptest! {
         /// Events parsed with one request's memo are the events parsed one by one, whatever repeats or changes
-        /// from one event to the next (page, title, keywords, language, referrer, campaign parameters, a bad URL).
+        /// from one event to the next (page, title, keywords, language, referrer, campaign parameters, a bad URL);
+        /// so are events of requests that share a deployment's [`UrlCache`] (a new request every few events),
+        /// and of a deployment whose search parameters changed after its cache was filled.
         #[test]
-        fn a_requests_url_memo_changes_no_event(picks in proptest::collection::vec((0usize..4, 0usize..2, 0usize..5, 0usize..3), 1..12)) {
+        fn a_requests_url_memo_changes_no_event(
+            picks in proptest::collection::vec((0usize..4, 0usize..2, 0usize..5, 0usize..3, 0usize..4), 1..24),
+        ) {
             let pages = [
                 "https://shop.example/a",
                 "https://shop.example/search?q=red+shoes",
@@ -558,8 +596,12 @@ mod tests {
                 Some("https://mail.google.com/mail/u/0"),
                 Some("::"),
             ];
+            let shared = UrlCache::new(&dep());
+            let mut other_rules = dep();
+            other_rules.search_query_params = vec!["utm_source".into()];
             let mut memo = UrlMemo::default();
-            for (page, title, referrer, own) in picks {
+            let mut request = UrlMemo::with_cache(&shared);
+            for (page, title, referrer, own, next) in picks {
                 let mut r = req();
                 r.page = Some(RequestPage {
                     url: Some(pages[page].to_string()),
@@ -571,6 +613,17 @@ mod tests {
                 r.referrer_url = referrers[referrer].map(str::to_string);
                 let l = InputLimits::default();
                 let with_memo = parse_web_event_in(r.clone(), &dep(), &l, now(), None, None, &mut memo);
+                if next == 0 {
+                    request = UrlMemo::with_cache(&shared);
+                }
+                let with_cache = parse_web_event_in(r.clone(), &dep(), &l, now(), None, None, &mut request);
+                proptest::prop_assert_eq!(&with_cache, &with_memo);
+                if next == 1 {
+                    // A request of the deployment after its rules changed, on the cache filled before.
+                    let mut changed = UrlMemo::with_cache(&shared);
+                    let there = parse_web_event_in(r.clone(), &other_rules, &l, now(), None, None, &mut changed);
+                    proptest::prop_assert_eq!(there, parse_web_event(r.clone(), &other_rules, &l, now(), None, None));
+                }
                 let alone = parse_web_event(r, &dep(), &l, now(), None, None);
                 proptest::prop_assert_eq!(with_memo, alone);
             }

@@ -18,6 +18,7 @@ use waymark_domain::journey::SessionRules;
 use waymark_domain::outcome::OutcomeDefinition;
 use waymark_domain::rules::RuleSet;
 use waymark_domain::segment::SegmentDefinition;
+use waymark_domain::url_cache::UrlCache;
 use waymark_enrich::{Enricher, TrustedProxies};
 use waymark_store::{JourneyConfig, Record, RecordKind, Store, StoreResult};
 
@@ -56,7 +57,7 @@ pub struct AppParts {
     pub trusted_proxies: Arc<TrustedProxies>,
     pub auth_cache: Arc<AuthCache>,
     pub limiters: Arc<RateLimiters>,
-    deployments: Arc<Mutex<HashMap<DeploymentId, (Option<Arc<Deployment>>, Instant)>>>,
+    deployments: Arc<Mutex<HashMap<DeploymentId, CachedDeployment>>>,
     journey_configs: Arc<Mutex<HashMap<OrgId, CachedConfig>>>,
     /// Serializes segment/outcome writes, so that the per-organisation limits hold under concurrency.
     pub definitions_lock: Arc<tokio::sync::Mutex<()>>,
@@ -64,6 +65,13 @@ pub struct AppParts {
     /// The tracking endpoint's counters, looked up once (by name and label it was a registry lookup each).
     pub web_events_ingested: metrics::Counter,
     pub web_events_rejected: metrics::Counter,
+}
+
+/// A deployment as read from the store (`None`: no such deployment), with its URL cache, and when it was read.
+#[derive(Clone)]
+struct CachedDeployment {
+    found: Option<(Arc<Deployment>, Arc<UrlCache>)>,
+    at: Instant,
 }
 
 const DEPLOYMENT_TTL: Duration = Duration::from_secs(5);
@@ -107,20 +115,34 @@ impl AppState {
 
     /// A deployment by id, cached for a few seconds (unknown ids too, so floods of bad ids stay cheap).
     pub async fn deployment(&self, id: DeploymentId) -> StoreResult<Option<Arc<Deployment>>> {
-        if let Some((d, at)) = self.deployments.lock().get(&id).cloned()
-            && at.elapsed() < DEPLOYMENT_TTL
+        Ok(self.tracked_deployment(id).await?.map(|(d, _)| d))
+    }
+
+    /// [`AppState::deployment`] with the cache of the page URLs and referrers its visitors sent, which lives as
+    /// long as the deployment's page rules do not change (a refresh that finds the same rules keeps it).
+    pub async fn tracked_deployment(&self, id: DeploymentId) -> StoreResult<Option<(Arc<Deployment>, Arc<UrlCache>)>> {
+        let previous = self.deployments.lock().get(&id).cloned();
+        if let Some(c) = &previous
+            && c.at.elapsed() < DEPLOYMENT_TTL
         {
-            return Ok(d);
+            return Ok(c.found.clone());
         }
         let found = match self.store.get_record(RecordKind::Deployment, &id.to_string()).await? {
-            Some(r) => Some(Arc::new(r.decode::<Deployment>()?)),
+            Some(r) => {
+                let d = Arc::new(r.decode::<Deployment>()?);
+                let urls = match previous.and_then(|p| p.found) {
+                    Some((_, urls)) if urls.fits(&d) => urls,
+                    _ => Arc::new(UrlCache::new(&d)),
+                };
+                Some((d, urls))
+            }
             None => None,
         };
         let mut cache = self.deployments.lock();
         if cache.len() > 100_000 {
             cache.clear();
         }
-        cache.insert(id, (found.clone(), Instant::now()));
+        cache.insert(id, CachedDeployment { found: found.clone(), at: Instant::now() });
         Ok(found)
     }
 

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use waymark_domain::deployment::Deployment;
 use waymark_domain::identity::TraitIdentity;
 use waymark_domain::ids::{DeploymentId, OrgId};
+use waymark_domain::url_cache::UrlCache;
 use waymark_domain::web_event::{CookieId, UrlMemo, WebEventRequest, parse_web_event_in};
 use waymark_domain::wire::{Attributes, Browser, Campaign, Device, EntityRef, Geolocation, Page, Referrer};
 use waymark_domain::{ErrorCode, Rejection, Timestamp};
@@ -28,6 +29,8 @@ use waymark_store::{IngestBatch, IngestItem, ItemResult, WebItem};
 /// The deployment a request names, checked for existence, origin and rate.
 pub(crate) struct TrackingContext {
     pub deployment: Arc<Deployment>,
+    /// The deployment's parsed page URLs and referrers, shared by its requests.
+    pub urls: Arc<UrlCache>,
     pub origin: Option<String>,
     pub client_ip: IpAddr,
     pub user_agent: Option<String>,
@@ -48,7 +51,7 @@ pub(crate) async fn tracking_context(
     let xff = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
     let client_ip = waymark_enrich::client_ip(peer.ip(), xff, &state.trusted_proxies);
     state.limiters.tracking(client_ip, id)?;
-    let deployment = state.deployment(id).await?.ok_or_else(|| {
+    let (deployment, urls) = state.tracked_deployment(id).await?.ok_or_else(|| {
         ApiError::new(
             ErrorCode::UnknownDeployment,
             "unknown deployment id; copy the id from your Waymark deployment settings",
@@ -66,7 +69,7 @@ pub(crate) async fn tracking_context(
         ));
     }
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string);
-    Ok(TrackingContext { deployment, origin, client_ip, user_agent })
+    Ok(TrackingContext { deployment, urls, origin, client_ip, user_agent })
 }
 
 /// CORS headers for an allowed origin.
@@ -260,7 +263,7 @@ async fn ingest_webevents(
     let mut outcomes: Vec<Option<Rejection>> = Vec::with_capacity(raw_events.len());
     let mut items = Vec::with_capacity(raw_events.len());
     let mut enrichments = RequestEnrichments::default();
-    let mut url_memo = UrlMemo::default();
+    let mut url_memo = UrlMemo::with_cache(&ctx.urls);
     for raw in raw_events {
         let parsed = serde_json::from_str::<WebEventRequest>(raw.get())
             .map_err(|e| match e.classify() {

@@ -544,6 +544,20 @@ async fn admin_resources_round_trip(b: Backend) {
     let (s, d2) = send(&t, "PATCH", &dp, tok, Some(json!({"allowAllDomains": true}))).await;
     assert_eq!((s, d2["allowAllDomains"].as_bool()), (200, Some(true)));
     assert_eq!(post("https://shop.example").await.unwrap().status().as_u16(), 200, "changes apply at once");
+    // A page seen before a change of the search parameters is parsed again under the new ones (the
+    // deployment's cache of parsed pages does not outlive its rules).
+    let search = |n: u32| {
+        let ev = json!({"customerCookieId": "blog-2", "eventName": "page_viewed", "createdDate": t.now().to_iso(),
+            "clientEventId": format!("search-{n}"), "page": {"url": "https://blog.example/find?q=red&term=boots"}});
+        let req = t.client.post(t.url(&format!("/api/v2/journey/deployments/{did}/webevents"))).json(&ev);
+        async move { req.send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+    };
+    for n in 0..2 {
+        assert_eq!(search(n).await["searchQuery"], "red");
+    }
+    let (s, _) = send(&t, "PATCH", &dp, tok, Some(json!({"searchQueryParams": ["term"]}))).await;
+    assert_eq!(s, 200);
+    assert_eq!(search(2).await["searchQuery"], "boots");
     assert_eq!(send(&t, "DELETE", &dp, tok, None).await.0, 204);
     assert_eq!(post("https://blog.example").await.unwrap().status().as_u16(), 404);
     // Divisions: create, rename, delete.
