@@ -3,7 +3,7 @@
 //! A site's visitors view the same pages and arrive from the same few referrers: parsing each page URL
 //! (WHATWG rules, IDNA hosts, query pairs) and classifying each referrer again for every single-event request
 //! took ~8 % of the request threads' time. The cache answers a URL it has seen with the same `Arc`s the first
-//! parse gave. It is bounded (a full map is emptied and fills again), holds only successful parses, and serves
+//! parse gave. It is bounded in entries and bytes (a full cache is emptied and fills again), holds only successful parses, and serves
 //! only the page rules (search and excluded parameters, fragments) it was made for: a deployment whose rules
 //! change gets a new cache.
 
@@ -13,10 +13,13 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// Most pages one deployment's cache holds (a few KB each at most; URLs are bounded by the input limits).
+/// Most pages one deployment's cache holds.
 pub const MAX_PAGES: usize = 1024;
 /// Most referrers one deployment's cache holds.
 pub const MAX_REFERRERS: usize = 512;
+/// Most bytes of URLs and titles one deployment's cache holds (pages of long URLs fill it before
+/// [`MAX_PAGES`] does; each is kept about three times over: the key, the page's URL and its parts).
+pub const MAX_BYTES: usize = 1 << 20;
 
 /// What a page URL gave: its page, its site-search terms and its UTM campaign.
 pub type PageParts = (Arc<Page>, Vec<String>, Option<Arc<Campaign>>);
@@ -66,6 +69,26 @@ struct CachedReferrer {
 struct Maps {
     pages: HashMap<u64, CachedPage, foldhash::fast::RandomState>,
     referrers: HashMap<u64, CachedReferrer, foldhash::fast::RandomState>,
+    /// The text the two maps hold, roughly ([`MAX_BYTES`]).
+    bytes: usize,
+}
+
+impl Maps {
+    /// Make room for an entry of `bytes` under `key`: a full cache is emptied (it fills again with what
+    /// visitors send now, which is what a bounded cache of a site's pages should hold).
+    fn make_room(&mut self, pages: bool, key: u64, bytes: usize) {
+        let full = if pages {
+            self.pages.len() >= MAX_PAGES && !self.pages.contains_key(&key)
+        } else {
+            self.referrers.len() >= MAX_REFERRERS && !self.referrers.contains_key(&key)
+        };
+        if full || self.bytes + bytes > MAX_BYTES {
+            self.pages.clear();
+            self.referrers.clear();
+            self.bytes = 0;
+        }
+        self.bytes += bytes;
+    }
 }
 
 /// Page parses and referrer classifications of one deployment, keyed by a hash of their inputs (the inputs
@@ -109,9 +132,7 @@ impl UrlCache {
     pub fn keep_page(&self, url: &str, title: &str, parts: &PageParts) {
         let key = self.hasher.hash_one((url, title));
         let mut maps = self.maps();
-        if maps.pages.len() >= MAX_PAGES && !maps.pages.contains_key(&key) {
-            maps.pages.clear();
-        }
+        maps.make_room(true, key, 3 * (url.len() + title.len()) + 256);
         let (page, search_terms, campaign) = parts;
         maps.pages.insert(
             key,
@@ -146,9 +167,7 @@ impl UrlCache {
     ) {
         let key = self.hasher.hash_one((raw, page_host));
         let mut maps = self.maps();
-        if maps.referrers.len() >= MAX_REFERRERS && !maps.referrers.contains_key(&key) {
-            maps.referrers.clear();
-        }
+        maps.make_room(false, key, 2 * raw.len() + page_host.len() + 256);
         maps.referrers.insert(
             key,
             CachedReferrer {
@@ -160,10 +179,10 @@ impl UrlCache {
         );
     }
 
-    /// Pages and referrers held now.
-    pub fn held(&self) -> (usize, usize) {
+    /// Pages and referrers held now, and the bytes of text they hold (roughly).
+    pub fn held(&self) -> (usize, usize, usize) {
         let maps = self.maps();
-        (maps.pages.len(), maps.referrers.len())
+        (maps.pages.len(), maps.referrers.len(), maps.bytes)
     }
 }
 
@@ -217,8 +236,16 @@ mod tests {
             let url = format!("https://shop.example/p/{i}");
             cache.keep_page(&url, "t", &parts(&url, &d));
             cache.keep_referrer(&url, "shop.example", None, None);
-            let (pages, referrers) = cache.held();
+            let (pages, referrers, _) = cache.held();
             assert!(pages <= MAX_PAGES && referrers <= MAX_REFERRERS, "{pages} pages, {referrers} referrers");
+        }
+        // Long URLs fill the byte budget first.
+        let long = format!("https://shop.example/{}", "x".repeat(4000));
+        for i in 0..200 {
+            let url = format!("{long}/{i}");
+            cache.keep_page(&url, "t", &parts(&url, &d));
+            let (pages, _, bytes) = cache.held();
+            assert!(bytes <= MAX_BYTES && pages < 100, "{pages} pages in {bytes} bytes");
         }
         assert!(cache.fits(&d));
         let mut other = d.clone();
