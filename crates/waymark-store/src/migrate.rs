@@ -25,6 +25,7 @@ pub const SQLITE: &[Migration] = &[
     Migration { version: 3, name: "write_layout", sql: include_str!("../migrations/sqlite/0003_write_layout.sql") },
     Migration { version: 4, name: "event_layout", sql: include_str!("../migrations/sqlite/0004_event_layout.sql") },
     Migration { version: 5, name: "carried_state", sql: include_str!("../migrations/sqlite/0005_carried_state.sql") },
+    Migration { version: 6, name: "event_keys", sql: include_str!("../migrations/sqlite/0006_event_keys.sql") },
 ];
 
 pub const POSTGRES: &[Migration] = &[

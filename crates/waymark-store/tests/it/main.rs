@@ -7,13 +7,13 @@ use std::sync::Arc;
 use waymark_domain::Timestamp;
 use waymark_domain::deployment::Deployment;
 use waymark_domain::identity::TraitIdentity;
-use waymark_domain::ids::{DeploymentId, OrgId};
+use waymark_domain::ids::{DeploymentId, OrgId, SessionId};
 use waymark_domain::journey::Enrichment;
 use waymark_domain::limits::InputLimits;
 use waymark_domain::web_event::{CookieId, WebEventRequest, parse_web_event};
 use waymark_store::postgres::{PgConfig, PgStore};
 use waymark_store::sqlite::{SqliteConfig, SqliteStore};
-use waymark_store::{IngestBatch, IngestItem, ItemResult, JourneyConfig, SessionPage, Store, WebItem};
+use waymark_store::{EventPage, IngestBatch, IngestItem, ItemResult, JourneyConfig, SessionPage, Store, WebItem};
 
 fn pg_url() -> String {
     std::env::var("WAYMARK_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
@@ -94,6 +94,33 @@ fn web_sent(org: OrgId, cookie: &str, path: &str, at: Timestamp, client_event_id
 
 fn batch(org: OrgId, items: Vec<IngestItem>) -> IngestBatch {
     IngestBatch { org, config: Arc::new(JourneyConfig::default()), items }
+}
+
+/// A session's events are read under its own organisation only: another organisation asking for the same
+/// session id finds nothing (the SQLite index finds a session's events by the session alone; the organisation
+/// is checked on each row).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sessions_events_are_read_under_its_own_organisation_only() {
+    for (store, _schema, _dir) in both().await {
+        let (org, other, t) = (OrgId::new_v7(now()), OrgId::new_v7(now()), now());
+        let items = (0..3).map(|i| web(org, "v", &format!("/{i}"), t.plus_millis(i))).collect();
+        let results = store.ingest(batch(org, items)).await.unwrap();
+        let ItemResult::Web(w) = &results[0] else { panic!("{}: {:?}", store.backend(), results[0]) };
+        let sid = SessionId::parse(&w.session.session.id).unwrap();
+        let page = EventPage { after: None, limit: 100, types: Vec::new() };
+        let b = store.backend();
+        let all = store.session_events(org, sid, &page).await.unwrap();
+        assert_eq!(all.len(), 3, "{b}");
+        assert!(store.session_events(other, sid, &page).await.unwrap().is_empty(), "{b}: another organisation");
+        let after = EventPage { after: Some((all[0].created_date, all[0].id.clone())), limit: 1, types: Vec::new() };
+        let next = store.session_events(org, sid, &after).await.unwrap();
+        assert_eq!(next.len(), 1, "{b}: a page after the first event");
+        assert_eq!(
+            (next[0].created_date, &next[0].id),
+            (t.plus_millis(1), &all[1].id),
+            "{b}: pages follow (created, id)"
+        );
+    }
 }
 
 /// A retried event is answered from the customer's state without changing it; the events after it, in the same
