@@ -4,3 +4,6 @@
 -- the row's `org_id`, so an id of another organisation finds nothing.
 DROP INDEX events_by_session;
 CREATE UNIQUE INDEX events_by_session ON events (session_id, created_ms, id);
+-- The same for a session's own row, which every event's commit finds (twice) by its id.
+DROP INDEX sessions_by_key;
+CREATE UNIQUE INDEX sessions_by_key ON sessions (id);
