@@ -177,6 +177,12 @@ pub async fn open_store(s: &Settings) -> Result<Arc<dyn Store>> {
             other => bail!("durability must be 'normal' or 'full', not {other:?}"),
         };
         cfg.cache_customers = s.state_cache_customers;
+        anyhow::ensure!(
+            (-20..=19).contains(&s.store_writer_nice),
+            "store_writer_nice must be a nice value from -20 to 19 (0: leave the writer's priority alone), not {}",
+            s.store_writer_nice
+        );
+        cfg.writer_nice = s.store_writer_nice;
         let store = tokio::task::spawn_blocking(move || SqliteStore::open(cfg))
             .await?
             .context("cannot open the embedded store")?;

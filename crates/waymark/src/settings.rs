@@ -24,6 +24,9 @@ pub struct Settings {
     /// Customer states the embedded store's writer keeps in memory (about 5 KB each); an event of a visitor not
     /// among them reads the state back from its row first. It bounds the server's memory under any load.
     pub state_cache_customers: usize,
+    /// The nice value the embedded store's writer thread asks for (-20..=19; 0: leave it alone). Raising a
+    /// priority needs CAP_SYS_NICE or RLIMIT_NICE; without them the writer keeps the process's priority.
+    pub store_writer_nice: i32,
     pub log_format: String,
     pub server: ServerConfig,
 }
@@ -36,6 +39,7 @@ impl Default for Settings {
             pg_schema: "public".into(),
             durability: "normal".into(),
             state_cache_customers: waymark_store::sqlite::DEFAULT_CACHE_CUSTOMERS,
+            store_writer_nice: waymark_store::sqlite::DEFAULT_WRITER_NICE,
             log_format: "pretty".into(),
             server: ServerConfig::default(),
         }
@@ -112,5 +116,7 @@ mod tests {
         assert_eq!(load_text("").unwrap().state_cache_customers, waymark_store::sqlite::DEFAULT_CACHE_CUSTOMERS);
         assert_eq!(load_text("state_cache_customers = 1234\n").unwrap().state_cache_customers, 1234);
         assert!(load_text("state_cache_customers = \"lots\"\n").is_err(), "a size that is not a number is refused");
+        assert_eq!(load_text("").unwrap().store_writer_nice, waymark_store::sqlite::DEFAULT_WRITER_NICE);
+        assert_eq!(load_text("store_writer_nice = 0\n").unwrap().store_writer_nice, 0);
     }
 }

@@ -57,7 +57,17 @@ pub struct SqliteConfig {
     pub cache_customers: usize,
     /// WAL pages after which the WAL starts over from its beginning ([`WAL_RESTART_FRAMES`]).
     pub wal_restart_frames: i64,
+    /// The nice value the writer thread asks for ([`DEFAULT_WRITER_NICE`]; 0 leaves its priority alone).
+    pub writer_nice: i32,
 }
+
+/// The writer thread's nice value by default. Every commit goes through that one thread, and while it waits for
+/// a core behind the request threads it feeds, the whole store waits: in batches of 100 events it held a core
+/// 80 % of the time at normal priority, and each group it missed left the next one larger and the other core
+/// idle. At −10 it is scheduled ahead of them (batched ingest +3 % to +27 % in three pairs; single events within
+/// noise, p99 ~15 % higher). Raising a priority needs `CAP_SYS_NICE` or an `RLIMIT_NICE` that allows it (e.g.
+/// systemd's `LimitNICE=`); without either the writer runs at the process's priority and says so in the log.
+pub const DEFAULT_WRITER_NICE: i32 = -10;
 
 /// Customer states the writer keeps in memory by default. A state with its open sessions takes ~5 KB, so this
 /// bounds the cache near 250 MB: at 200,000 a 10-million-event run climbed to ~1 GB before the cache was full.
@@ -72,6 +82,7 @@ impl SqliteConfig {
             readers: 4,
             cache_customers: DEFAULT_CACHE_CUSTOMERS,
             wal_restart_frames: WAL_RESTART_FRAMES,
+            writer_nice: DEFAULT_WRITER_NICE,
         }
     }
 }
@@ -231,9 +242,13 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel::<WriteJob>(8192);
         let max_jobs = config.max_batch_jobs.max(1);
         let cache_cap = config.cache_customers.max(16);
+        let nice = config.writer_nice;
         let writer = std::thread::Builder::new()
             .name("wm-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, max_jobs, cache_cap, &restart_wal))
+            .spawn(move || {
+                ask_for_priority(nice);
+                writer_loop(conn, rx, max_jobs, cache_cap, &restart_wal)
+            })
             .map_err(|e| StoreError::Internal(format!("spawn writer: {e}")))?;
         Ok(SqliteStore { tx, readers, writer: Mutex::new(Some(writer)), _checkpointer: checkpointer })
     }
@@ -440,6 +455,33 @@ impl StateCache {
 
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&CustomerKey, &CustomerState) -> bool) {
         self.map.retain(|k, s| keep(k, s));
+    }
+}
+
+/// Set the calling thread's nice value to `nice` (Linux: a thread's own priority, by its thread id). Refused
+/// (no privilege to raise it) is logged, not an error: the store works the same, only slower under load.
+fn ask_for_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.
+        let (tid, result) = unsafe {
+            let tid = libc::gettid();
+            (tid, libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice))
+        };
+        if result == 0 {
+            tracing::debug!(tid, nice, "sqlite writer priority set");
+        } else {
+            let e = std::io::Error::last_os_error();
+            tracing::info!(
+                nice,
+                error = %e,
+                "the sqlite writer runs at normal priority: raising it needs CAP_SYS_NICE or RLIMIT_NICE \
+                 (systemd: LimitNICE=); set store_writer_nice = 0 to not ask"
+            );
+        }
     }
 }
 

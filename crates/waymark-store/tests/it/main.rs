@@ -96,6 +96,31 @@ fn batch(org: OrgId, items: Vec<IngestItem>) -> IngestBatch {
     IngestBatch { org, config: Arc::new(JourneyConfig::default()), items }
 }
 
+/// The writer thread takes the nice value it is configured with (a lower priority is always allowed, so this
+/// runs without privileges; −10, the default, needs them and is only asked for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_thread_takes_its_configured_priority() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = SqliteConfig::new(dir.path().join("w.db"));
+    cfg.writer_nice = 7;
+    let store = SqliteStore::open(cfg).unwrap();
+    let org = OrgId::new_v7(now());
+    // An answered write: the writer thread has set its priority before it took its first job.
+    store.ingest(batch(org, vec![web(org, "n", "/", now())])).await.unwrap();
+    let writers_nice: Vec<i64> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| {
+            let t = t.ok()?.path();
+            let comm = std::fs::read_to_string(t.join("comm")).ok()?;
+            let stat = std::fs::read_to_string(t.join("stat")).ok()?;
+            // Fields after the `(comm)`: state is the first, nice the seventeenth.
+            let nice = stat.rsplit_once(')')?.1.split_whitespace().nth(16)?.parse().ok()?;
+            (comm.trim() == "wm-sqlite-write").then_some(nice)
+        })
+        .collect();
+    assert!(writers_nice.contains(&7), "writer threads' nice values: {writers_nice:?}");
+}
+
 /// A session's events are read under its own organisation only: another organisation asking for the same
 /// session id finds nothing (the SQLite index finds a session's events by the session alone; the organisation
 /// is checked on each row).
