@@ -64,8 +64,8 @@ pub struct SqliteConfig {
 /// The writer thread's nice value by default. Every commit goes through that one thread, and while it waits for
 /// a core behind the request threads it feeds, the whole store waits: in batches of 100 events it held a core
 /// 80 % of the time at normal priority, and each group it missed left the next one larger and the other core
-/// idle. At −10 it is scheduled ahead of them (batched ingest +3 % to +27 % in three pairs; single events within
-/// noise, p99 ~15 % higher). Raising a priority needs `CAP_SYS_NICE` or an `RLIMIT_NICE` that allows it (e.g.
+/// idle. At −10 it is scheduled ahead of them (batched ingest higher in five of six pairs, by −14 % to +27 %;
+/// single events within noise, p99 ~15 % higher; BENCHMARKS.md, stop 21). Raising a priority needs `CAP_SYS_NICE` or an `RLIMIT_NICE` that allows it (e.g.
 /// systemd's `LimitNICE=`); without either the writer runs at the process's priority and says so in the log.
 pub const DEFAULT_WRITER_NICE: i32 = -10;
 
