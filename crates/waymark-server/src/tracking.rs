@@ -303,7 +303,12 @@ async fn ingest_webevents(
             Ok(ev) => {
                 let enrichment = enrichments.enrich(&state.enricher, ev.user_agent.as_deref(), &ev.hints, ev.ip);
                 let identity = TraitIdentity::from_traits(&ev.traits, region);
-                items.push(IngestItem::Web(Box::new(WebItem::new(ev, enrichment, identity))));
+                items.push(IngestItem::Web(Box::new(WebItem::new(
+                    ev,
+                    enrichment,
+                    identity,
+                    state.store.web_fields_form(),
+                ))));
                 outcomes.push(None);
             }
             Err(r) => outcomes.push(Some(r)),

@@ -24,7 +24,7 @@ use waymark_domain::journey::Enrichment;
 use waymark_domain::limits::InputLimits;
 use waymark_domain::web_event::{WebEventRequest, parse_web_event};
 use waymark_store::postgres::{PgConfig, PgStore};
-use waymark_store::{IngestBatch, IngestItem, ItemResult, JourneyConfig, Store, WebItem};
+use waymark_store::{IngestBatch, IngestItem, ItemResult, JourneyConfig, Store, WebFieldsForm, WebItem};
 
 fn arg(i: usize, default: usize) -> usize {
     std::env::args().nth(i).and_then(|s| s.parse().ok()).unwrap_or(default)
@@ -61,7 +61,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "userAgentString": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
         }))?;
         let event = parse_web_event(req, &deployment, &limits, now, None, None).map_err(|r| r.message)?;
-        items.push(IngestItem::Web(Box::new(WebItem::new(event, Enrichment::default(), TraitIdentity::default()))));
+        items.push(IngestItem::Web(Box::new(WebItem::new(
+            event,
+            Enrichment::default(),
+            TraitIdentity::default(),
+            WebFieldsForm::Json,
+        ))));
         if items.len() == batch {
             batches.push(IngestBatch { org, config: journey.clone(), items: std::mem::take(&mut items) });
         }

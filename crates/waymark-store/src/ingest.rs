@@ -4,6 +4,7 @@
 //! what to read and write by calling the pure domain functions (sessionization, identity linking). Keeping the
 //! orchestration here means SQLite and PostgreSQL cannot drift apart in behaviour.
 
+use crate::packed_event::{PackedFields, PackedHeader, pack_web_event, unpack_web_event};
 use crate::types::*;
 use crate::{StoreError, StoreResult};
 use std::collections::HashMap;
@@ -76,8 +77,9 @@ pub trait JourneyTx {
     ) -> StoreResult<()>;
     /// Point a customer and all its sessions at a contact.
     async fn link_customer(&mut self, org: OrgId, customer: CustomerId, contact: ContactId) -> StoreResult<()>;
-    /// Store `event`, whose row body is `body` (its JSON, [`encode_event`] or [`encode_web_event`]).
-    async fn insert_event_row(&mut self, org: OrgId, event: &Event, body: String) -> StoreResult<()>;
+    /// Store `event`, whose row body is `body` (its JSON, [`encode_event`] or [`encode_web_event`], or its
+    /// compact body, [`encode_compact_web_event`], if this backend [`JourneyTx::stores_compact_web_events`]).
+    async fn insert_event_row(&mut self, org: OrgId, event: &Event, body: EventBody) -> StoreResult<()>;
     /// Whether this backend stores web events compactly ([`encode_compact_web_event`]) and expands them on
     /// read ([`expand_web_event`]).
     fn stores_compact_web_events(&self) -> bool {
@@ -86,7 +88,7 @@ pub trait JourneyTx {
     /// Store `event`.
     async fn insert_event(&mut self, org: OrgId, event: &Event) -> StoreResult<()> {
         let body = encode_event(event)?;
-        self.insert_event_row(org, event, body).await
+        self.insert_event_row(org, event, EventBody::Json(body)).await
     }
     /// Insert or replace a session row. The record is shared, not copied: the web path hands the same record
     /// to its result (the session is written without `externalContact`, which is the `contact_id` column).
@@ -163,10 +165,10 @@ async fn apply_web<T: JourneyTx>(
         merged = linked;
     }
     let contact = state.contact_id;
-    let body = match &item.fields_json {
+    let body = match &item.fields {
         Some(fields) if tx.stores_compact_web_events() => encode_compact_web_event(&mut placed.event, fields)?,
-        Some(fields) => encode_web_event(&mut placed.event, fields)?,
-        None => encode_event(&placed.event)?,
+        Some(fields) => EventBody::Json(encode_web_event(&mut placed.event, &fields.json()?)?),
+        None => EventBody::Json(encode_event(&placed.event)?),
     };
     tx.insert_event_row(org, &placed.event, body).await?;
     let mut derived = match_rules(&mut state, &placed.event, config, ev.created);
@@ -790,17 +792,22 @@ pub fn encode_event(e: &Event) -> StoreResult<String> {
 }
 
 /// The members of a stored `webEvent` body that come from the request alone (name, page, internal referrer,
-/// attributes, traits, search query), as JSON without the braces. The request's thread encodes them
-/// ([`WebItem::new`]), so that the store's single writer only adds the envelope and the session's counts
-/// ([`encode_web_event`]): encoding whole events was 15 % of the writer's time in batches.
+/// attributes, traits, search query), encoded on the request's thread ([`WebItem::new`]), so that the store's
+/// single writer only adds the envelope and the session's counts ([`encode_web_event`]): encoding whole events
+/// was 15 % of the writer's time in batches. In the form its backend stores ([`WebFieldsForm`]).
 #[derive(Debug, Clone)]
-pub struct WebFieldsJson(Box<str>);
+pub enum RequestFields {
+    /// JSON members without the braces.
+    Json(Box<str>),
+    /// The same, compressed for the embedded store's packed rows ([`crate::packed_event`]).
+    Packed(PackedFields),
+}
 
-/// What [`WebFieldsJson`] holds: the request-side fields of the body [`place_web_event`] builds, named and
+/// What [`RequestFields`] holds: the request-side fields of the body [`place_web_event`] builds, named and
 /// skipped as `WebEventBody` serializes them.
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
-struct WebFields<'a> {
+struct FieldsView<'a> {
     event_name: &'a str,
     page: &'a waymark_domain::wire::Page,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -811,11 +818,11 @@ struct WebFields<'a> {
     search_query: Option<&'a str>,
 }
 
-impl WebFieldsJson {
+impl RequestFields {
     /// `None` if the fields do not encode (they always do: string keys, no custom serializers); the writer then
     /// encodes the whole event.
-    pub fn of(ev: &WebEvent) -> Option<WebFieldsJson> {
-        let fields = WebFields {
+    pub fn of(ev: &WebEvent, form: WebFieldsForm) -> Option<RequestFields> {
+        let fields = FieldsView {
             event_name: ev.event_name.as_str(),
             page: &ev.page,
             referrer: stored_referrer(ev),
@@ -830,14 +837,46 @@ impl WebFieldsJson {
             let mut json = json.borrow_mut();
             json.clear();
             serde_json::to_writer(&mut *json, &fields).ok()?;
-            // `{…}` → `…` (at least `"eventName":…` is inside), copied once into a box of its size.
-            let inner = json.get(1..json.len().checked_sub(1)?)?;
-            let fields = std::str::from_utf8(inner).ok().map(|f| WebFieldsJson(f.into()));
+            // `{…}` → `…` (at least `"eventName":…` is inside).
+            let inner = std::str::from_utf8(json.get(1..json.len().checked_sub(1)?)?).ok()?;
+            let fields = match form {
+                WebFieldsForm::Json => RequestFields::Json(inner.into()),
+                WebFieldsForm::Packed => RequestFields::Packed(PackedFields::of(inner).ok()?),
+            };
             if json.capacity() > 16 * JSON_CAPACITY {
                 *json = Vec::with_capacity(JSON_CAPACITY);
             }
-            fields
+            Some(fields)
         })
+    }
+
+    /// The fields as JSON members.
+    pub fn json(&self) -> StoreResult<std::borrow::Cow<'_, str>> {
+        Ok(match self {
+            RequestFields::Json(j) => std::borrow::Cow::Borrowed(j),
+            RequestFields::Packed(p) => std::borrow::Cow::Owned(p.json()?),
+        })
+    }
+}
+
+/// A stored event's row body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventBody {
+    /// JSON: the whole event, or a web event's compact body ([`encode_compact_web_event`]).
+    Json(String),
+    /// A web event's compact body packed ([`crate::packed_event`]).
+    Packed(Vec<u8>),
+}
+
+impl EventBody {
+    /// The whole event's JSON, for a backend that stores only whole bodies (`event` is the event stored).
+    pub fn into_whole_json(self, event: &Event) -> StoreResult<String> {
+        let compact = match self {
+            EventBody::Json(j) => j,
+            EventBody::Packed(p) => unpack_web_event(&p)?,
+        };
+        Ok(expand_web_event(&compact, &event.id, &event.session.id, event.created_date.unix_millis())
+            .unwrap_or(compact))
     }
 }
 
@@ -849,7 +888,7 @@ fn stored_referrer(ev: &WebEvent) -> Option<&waymark_domain::wire::Referrer> {
 /// [`encode_event`] for the web event [`place_web_event`] placed for the request whose fields are `fields`:
 /// the envelope and the body's session counts are encoded here, the request's fields spliced in. The result
 /// decodes to the same event (checked on every event in debug builds).
-pub fn encode_web_event(event: &mut Event, fields: &WebFieldsJson) -> StoreResult<String> {
+pub fn encode_web_event(event: &mut Event, fields: &str) -> StoreResult<String> {
     // Stored bodies leave the session-wide context out; one that has any is encoded whole.
     if !event.web_event.as_deref().is_some_and(is_context_free) {
         return encode_event(event);
@@ -883,7 +922,7 @@ fn is_context_free(b: &waymark_domain::event::WebEventBody) -> bool {
 }
 
 /// Append `"webEvent":{…}}` (closing the event object too): the session's counts, then the request's `fields`.
-fn push_web_event_member(json: &mut String, event: &Event, fields: &WebFieldsJson) {
+fn push_web_event_member(json: &mut String, event: &Event, fields: &str) {
     use std::fmt::Write as _;
     if let Some(body) = event.web_event.as_deref() {
         let _ = write!(
@@ -892,16 +931,17 @@ fn push_web_event_member(json: &mut String, event: &Event, fields: &WebFieldsJso
             body.total_event_count, body.total_pageview_count, body.authenticated
         );
     }
-    json.push_str(&fields.0);
+    json.push_str(fields);
     json.push_str("}}");
 }
 
 /// The compact body of a stored web event: [`encode_web_event`]'s JSON without the envelope members that the
 /// event row's columns and its session give back (`id`, `correlationId`, `session`, `eventType`,
-/// `createdDate`): `{"customerId":…,"customerIdType":…,"webEvent":{…}}`. The envelope was ~45 % of a stored web
-/// event, and encoding it ~7 % of the SQLite writer's time in batches. [`expand_web_event`] restores the whole
-/// body on read. An event whose envelope the columns cannot give back is encoded whole.
-pub fn encode_compact_web_event(event: &mut Event, fields: &WebFieldsJson) -> StoreResult<String> {
+/// `createdDate`): `{"customerId":…,"customerIdType":…,"webEvent":{…}}`, packed when the request's fields
+/// were ([`crate::packed_event`]). The envelope was ~45 % of a stored web event, and encoding it ~7 % of the
+/// SQLite writer's time in batches. [`expand_web_event`] restores the whole body on read. An event whose
+/// envelope the columns cannot give back is encoded whole.
+pub fn encode_compact_web_event(event: &mut Event, fields: &RequestFields) -> StoreResult<EventBody> {
     let derivable = event.event_type == EventType::Web
         && event.correlation_id == event.id
         && event.session.session_type == waymark_domain::session::SessionType::Web
@@ -910,30 +950,55 @@ pub fn encode_compact_web_event(event: &mut Event, fields: &WebFieldsJson) -> St
             .self_uri
             .as_deref()
             .is_some_and(|u| u.strip_prefix(SESSION_URI_PREFIX).is_some_and(|id| id == event.session.id));
-    if !derivable || !event.web_event.as_deref().is_some_and(is_context_free) {
-        return encode_web_event(event, fields);
-    }
-    let mut json = String::with_capacity(64 + fields.0.len());
-    json.push('{');
-    for (name, value) in [("customerId", &event.customer_id), ("customerIdType", &event.customer_id_type)] {
-        if let Some(v) = value {
-            json.push('"');
-            json.push_str(name);
-            json.push_str("\":");
-            json.push_str(&serde_json::to_string(v).map_err(|e| StoreError::Internal(format!("encode event: {e}")))?);
-            json.push(',');
+    let Some(body) = event.web_event.as_deref().filter(|b| derivable && is_context_free(b)) else {
+        return Ok(EventBody::Json(encode_web_event(event, &fields.json()?)?));
+    };
+    let json_string = |v: &Option<String>| {
+        v.as_ref()
+            .map(|v| serde_json::to_string(v).map_err(|e| StoreError::Internal(format!("encode event: {e}"))))
+            .transpose()
+    };
+    let (customer_id, customer_id_type) = (json_string(&event.customer_id)?, json_string(&event.customer_id_type)?);
+    let packed = match fields {
+        RequestFields::Packed(p) => pack_web_event(
+            &PackedHeader {
+                total_event_count: body.total_event_count,
+                total_pageview_count: body.total_pageview_count,
+                authenticated: body.authenticated,
+                customer_id_json: customer_id.as_deref(),
+                customer_id_type_json: customer_id_type.as_deref(),
+            },
+            p,
+        ),
+        RequestFields::Json(_) => None,
+    };
+    let stored = match packed {
+        Some(p) => EventBody::Packed(p),
+        None => {
+            let fields = fields.json()?;
+            let mut json = String::with_capacity(64 + fields.len());
+            json.push('{');
+            for (name, value) in [("customerId", &customer_id), ("customerIdType", &customer_id_type)] {
+                if let Some(v) = value {
+                    json.push('"');
+                    json.push_str(name);
+                    json.push_str("\":");
+                    json.push_str(v);
+                    json.push(',');
+                }
+            }
+            push_web_event_member(&mut json, event, &fields);
+            EventBody::Json(json)
         }
-    }
-    push_web_event_member(&mut json, event, fields);
+    };
     #[cfg(debug_assertions)]
     {
-        let expanded = expand_web_event(&json, &event.id, &event.session.id, event.created_date.unix_millis())
-            .expect("a compact body expands");
-        let expanded: serde_json::Value = serde_json::from_str(&expanded).expect("expanded event is JSON");
-        let whole = serde_json::to_value(&*event).expect("event encodes");
-        assert_eq!(expanded, whole, "the compact event does not expand to the event it was made from");
+        let whole = stored.clone().into_whole_json(event).expect("a compact body expands");
+        let expanded: serde_json::Value = serde_json::from_str(&whole).expect("expanded event is JSON");
+        let original = serde_json::to_value(&*event).expect("event encodes");
+        assert_eq!(expanded, original, "the compact event does not expand to the event it was made from");
     }
-    Ok(json)
+    Ok(stored)
 }
 
 const SESSION_URI_PREFIX: &str = "/api/v2/journey/sessions/";
@@ -1126,6 +1191,7 @@ mod tests {
             ],
             title in "[a-zA-Z \"\\\\{}:,]{0,30}",
             with_type in proptest::bool::ANY,
+            packed in proptest::bool::ANY,
         ) {
             let at = Timestamp::from_unix_millis(1_800_000_000_123);
             let d = Deployment::new(OrgId(uuid::Uuid::nil()), DeploymentId(uuid::Uuid::nil()), "t");
@@ -1136,7 +1202,8 @@ mod tests {
             }))
             .unwrap();
             let ev = parse_web_event(req, &d, &InputLimits::default(), at, None, None).unwrap();
-            let fields = WebFieldsJson::of(&ev).unwrap();
+            let form = if packed { WebFieldsForm::Packed } else { WebFieldsForm::Json };
+            let fields = RequestFields::of(&ev, form).unwrap();
             let mut state = CustomerState::new(CustomerId(uuid::Uuid::nil()), ev.cookie_id.clone(), at);
             let mut placed =
                 place_web_event(&mut state, &ev, &Default::default(), &SessionRules::default(), TraitIdentity::default(), new_uuid);
@@ -1145,11 +1212,24 @@ mod tests {
                 placed.event.customer_id_type = None;
             }
             let event = placed.event.clone();
-            let compact = encode_compact_web_event(&mut placed.event, &fields).unwrap();
+            let stored = encode_compact_web_event(&mut placed.event, &fields).unwrap();
+            let compact = match &stored {
+                EventBody::Json(j) => {
+                    proptest::prop_assert!(!packed);
+                    j.clone()
+                }
+                EventBody::Packed(p) => {
+                    proptest::prop_assert!(packed);
+                    proptest::prop_assert!(p.len() + 100 < encode_event(&event).unwrap().len() / 2, "{} bytes", p.len());
+                    unpack_web_event(p).unwrap()
+                }
+            };
             proptest::prop_assert!(compact.len() + 250 < encode_event(&event).unwrap().len(), "{compact}");
             let whole = expand_web_event(&compact, &event.id, &event.session.id, event.created_date.unix_millis());
             let whole: serde_json::Value = serde_json::from_str(&whole.unwrap()).unwrap();
-            proptest::prop_assert_eq!(whole, serde_json::to_value(&event).unwrap());
+            proptest::prop_assert_eq!(&whole, &serde_json::to_value(&event).unwrap());
+            let via_body: serde_json::Value = serde_json::from_str(&stored.into_whole_json(&event).unwrap()).unwrap();
+            proptest::prop_assert_eq!(via_body, whole);
             let stored_whole = encode_event(&event).unwrap();
             proptest::prop_assert!(expand_web_event(&stored_whole, &event.id, &event.session.id, 0).is_none());
         }

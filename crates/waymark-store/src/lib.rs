@@ -11,6 +11,7 @@
 pub mod fingerprint;
 pub mod ingest;
 pub mod migrate;
+pub mod packed_event;
 pub mod postgres;
 pub mod record;
 pub mod sqlite;
@@ -84,6 +85,12 @@ pub trait JourneyReads: Send + Sync {
 pub trait Store: JourneyReads + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
+
+    /// The form in which this store keeps web events' request-side fields: [`WebItem::new`] encodes them so
+    /// on the request's thread.
+    fn web_fields_form(&self) -> WebFieldsForm {
+        WebFieldsForm::Json
+    }
 
     /// Apply a batch of journey inputs of one organisation. Returns one result per item, in order, after
     /// the transaction holding them has committed.

@@ -118,16 +118,27 @@ pub struct WebItem {
     pub event: WebEvent,
     pub enrichment: Enrichment,
     pub identity: TraitIdentity,
-    /// The stored body's fields that come from the request alone, already JSON ([`WebItem::new`]).
-    pub fields_json: Option<crate::ingest::WebFieldsJson>,
+    /// The stored body's fields that come from the request alone, already encoded ([`WebItem::new`]).
+    pub fields: Option<crate::ingest::RequestFields>,
 }
 
 impl WebItem {
-    /// An item for `event`, its request-side fields encoded here (on the request's thread, not the writer's).
-    pub fn new(event: WebEvent, enrichment: Enrichment, identity: TraitIdentity) -> WebItem {
-        let fields_json = crate::ingest::WebFieldsJson::of(&event);
-        WebItem { event, enrichment, identity, fields_json }
+    /// An item for `event`, its request-side fields encoded here (on the request's thread, not the writer's) in
+    /// `form`, the one its store keeps ([`crate::Store::web_fields_form`]).
+    pub fn new(event: WebEvent, enrichment: Enrichment, identity: TraitIdentity, form: WebFieldsForm) -> WebItem {
+        let fields = crate::ingest::RequestFields::of(&event, form);
+        WebItem { event, enrichment, identity, fields }
     }
+}
+
+/// The form in which a store wants a web event's request-side fields ([`crate::ingest::RequestFields`]): any
+/// form is stored correctly, the store's own saves its writer the conversion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WebFieldsForm {
+    #[default]
+    Json,
+    /// Compressed for packed rows ([`crate::packed_event`]).
+    Packed,
 }
 
 /// What happened to one item. Sessions are boxed: the writer moves results by value, and an inline session

@@ -9,7 +9,9 @@
 use super::feed::Note;
 use super::read::{self, execute, query, query_opt};
 use super::{Shared, pg_err, pool_err};
-use crate::ingest::{JourneyTx, decode_session, decode_state, encode_session, encode_state, with_contact_ref};
+use crate::ingest::{
+    EventBody, JourneyTx, decode_session, decode_state, encode_session, encode_state, with_contact_ref,
+};
 use crate::types::*;
 use crate::{Record, StoreError, StoreResult};
 use deadpool_postgres::{GenericClient, Transaction};
@@ -491,7 +493,9 @@ impl JourneyTx for PgTx<'_> {
         Ok(())
     }
 
-    async fn insert_event_row(&mut self, org: OrgId, event: &Event, body: String) -> StoreResult<()> {
+    async fn insert_event_row(&mut self, org: OrgId, event: &Event, body: EventBody) -> StoreResult<()> {
+        // This store keeps whole JSON bodies (it does not `stores_compact_web_events`).
+        let body = body.into_whole_json(event)?;
         let created = event.created_date.unix_millis();
         self.pending_events.push(EventRow {
             org: org.0,

@@ -697,6 +697,10 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    fn web_fields_form(&self) -> WebFieldsForm {
+        WebFieldsForm::Packed
+    }
+
     async fn ingest(&self, batch: IngestBatch) -> StoreResult<Vec<ItemResult>> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -830,7 +834,7 @@ mod tests {
         }))
         .unwrap();
         let event = parse_web_event(req, &deployment, &InputLimits::default(), at, None, None).unwrap();
-        IngestItem::Web(Box::new(WebItem::new(event, Default::default(), Default::default())))
+        IngestItem::Web(Box::new(WebItem::new(event, Default::default(), Default::default(), WebFieldsForm::Packed)))
     }
 
     async fn cached(store: &SqliteStore, org: OrgId, cookie: &str) -> bool {

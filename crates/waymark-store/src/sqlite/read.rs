@@ -3,6 +3,7 @@
 
 use super::sql_err;
 use crate::ingest::{decode_event, decode_session, expand_web_event, with_contact_ref};
+use crate::packed_event::unpack_web_event;
 use crate::types::*;
 use crate::{JourneyReads, Record, RecordKind, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -99,6 +100,17 @@ pub(crate) fn session_events(
     session_events_json(c, org, session, page)?.iter().map(|e| decode_event(&e.body)).collect()
 }
 
+/// An event row's body as JSON: text as it is, a packed web event ([`crate::packed_event`]) as the compact
+/// body it packs.
+fn stored_body(value: rusqlite::types::ValueRef<'_>) -> StoreResult<String> {
+    use rusqlite::types::ValueRef;
+    match value {
+        ValueRef::Text(t) => String::from_utf8(t.to_vec()).map_err(|e| StoreError::Corrupt(format!("event body: {e}"))),
+        ValueRef::Blob(b) => unpack_web_event(b),
+        other => Err(StoreError::Corrupt(format!("event body of type {:?}", other.data_type()))),
+    }
+}
+
 /// A page of a session's events as stored.
 pub(crate) fn session_events_json(
     c: &Connection,
@@ -133,7 +145,7 @@ pub(crate) fn session_events_json(
                 event_type: r.get(0).map_err(sql_err)?,
                 created_ms: r.get(1).map_err(sql_err)?,
                 id: r.get(2).map_err(sql_err)?,
-                body: r.get(3).map_err(sql_err)?,
+                body: stored_body(r.get_ref(3).map_err(sql_err)?)?,
             };
             cursor = (e.created_ms, e.id.clone());
             if types.is_empty() || types.contains(&e.event_type.as_str()) {

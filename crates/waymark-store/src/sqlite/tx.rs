@@ -8,7 +8,9 @@
 
 use super::customer_row::{self, load_state};
 use super::{StateCache, sql_err};
-use crate::ingest::{JourneyTx, decode_session, encode_session, encode_state_sessions_apart, with_contact_ref};
+use crate::ingest::{
+    EventBody, JourneyTx, decode_session, encode_session, encode_state_sessions_apart, with_contact_ref,
+};
 use crate::types::*;
 use crate::{Record, RecordKind, StoreError, StoreResult};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -316,8 +318,15 @@ impl JourneyTx for SqliteTx<'_> {
         true
     }
 
-    async fn insert_event_row(&mut self, org: OrgId, event: &Event, body: String) -> StoreResult<()> {
+    async fn insert_event_row(&mut self, org: OrgId, event: &Event, body: EventBody) -> StoreResult<()> {
         let o = org_key(org);
+        // A packed body is a BLOB in the TEXT-declared column (SQLite keeps a value's own type); readers tell
+        // the two apart by the value's type.
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        let body = match &body {
+            EventBody::Json(j) => ToSqlOutput::Borrowed(ValueRef::Text(j.as_bytes())),
+            EventBody::Packed(p) => ToSqlOutput::Borrowed(ValueRef::Blob(p)),
+        };
         self.conn
             .prepare_cached(
                 "INSERT INTO events (org_id, session_id, created_ms, id, type, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

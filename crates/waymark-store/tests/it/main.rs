@@ -13,7 +13,9 @@ use waymark_domain::limits::InputLimits;
 use waymark_domain::web_event::{CookieId, WebEventRequest, parse_web_event};
 use waymark_store::postgres::{PgConfig, PgStore};
 use waymark_store::sqlite::{SqliteConfig, SqliteStore};
-use waymark_store::{EventPage, IngestBatch, IngestItem, ItemResult, JourneyConfig, SessionPage, Store, WebItem};
+use waymark_store::{
+    EventPage, IngestBatch, IngestItem, ItemResult, JourneyConfig, SessionPage, Store, WebFieldsForm, WebItem,
+};
 
 fn pg_url() -> String {
     std::env::var("WAYMARK_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
@@ -89,7 +91,12 @@ fn web_sent(org: OrgId, cookie: &str, path: &str, at: Timestamp, client_event_id
     }))
     .unwrap();
     let event = parse_web_event(req, &deployment, &InputLimits::default(), at, None, None).unwrap();
-    IngestItem::Web(Box::new(WebItem::new(event, Enrichment::default(), TraitIdentity::default())))
+    IngestItem::Web(Box::new(WebItem::new(
+        event,
+        Enrichment::default(),
+        TraitIdentity::default(),
+        WebFieldsForm::Packed,
+    )))
 }
 
 fn batch(org: OrgId, items: Vec<IngestItem>) -> IngestBatch {
@@ -145,6 +152,49 @@ async fn a_sessions_events_are_read_under_its_own_organisation_only() {
             (t.plus_millis(1), &all[1].id),
             "{b}: pages follow (created, id)"
         );
+    }
+}
+
+/// A web event reads back as the event the ingest answered, whichever form its request-side fields came in:
+/// the embedded store keeps packed bodies (BLOBs) and, from before they existed and for fields sent as JSON,
+/// compact JSON bodies, in the same table; PostgreSQL keeps whole JSON bodies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_events_read_back_whole_from_any_body_form() {
+    for (store, _schema, dir) in both().await {
+        let (org, t, b) = (OrgId::new_v7(now()), now(), store.backend());
+        let mut stored = Vec::new();
+        for (i, form) in [WebFieldsForm::Json, WebFieldsForm::Packed, WebFieldsForm::Json].into_iter().enumerate() {
+            let req: WebEventRequest = serde_json::from_value(serde_json::json!({
+                "customerCookieId": "forms", "eventName": "page_viewed", "createdDate": t.plus_millis(i as i64).to_iso(),
+                "page": {"url": format!("https://shop.example/f/{i}?q=x#top"), "title": "Ünïcode \"title\" <b>"},
+                "attributes": {"n": {"dataType": "number", "value": i}}, "searchQuery": "red shoes",
+            }))
+            .unwrap();
+            let deployment = Deployment::new(org, DeploymentId::new_v7(t), "test");
+            let event = parse_web_event(req, &deployment, &InputLimits::default(), t, None, None).unwrap();
+            let item =
+                IngestItem::Web(Box::new(WebItem::new(event, Enrichment::default(), TraitIdentity::default(), form)));
+            let results = store.ingest(batch(org, vec![item])).await.unwrap();
+            let ItemResult::Web(w) = &results[0] else { panic!("{b}: {:?}", results[0]) };
+            stored.push(w.event.clone());
+        }
+        let sid = SessionId::parse(&stored[0].session.id).unwrap();
+        let page = EventPage { after: None, limit: 100, types: Vec::new() };
+        let read = store.session_events(org, sid, &page).await.unwrap();
+        let read: Vec<_> = read.iter().map(|e| serde_json::to_value(e).unwrap()).collect();
+        let stored: Vec<_> = stored.iter().map(|e| serde_json::to_value(e).unwrap()).collect();
+        assert_eq!(read, stored, "{b}");
+        if b == "sqlite" {
+            let db = rusqlite::Connection::open(dir.path().join("w.db")).unwrap();
+            let forms: Vec<String> = db
+                .prepare("SELECT typeof(body) FROM events ORDER BY created_ms")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(forms, ["text", "blob", "text"], "the embedded store keeps both forms");
+        }
     }
 }
 

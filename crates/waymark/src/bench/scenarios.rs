@@ -25,7 +25,7 @@ use waymark_domain::limits::InputLimits;
 use waymark_domain::web_event::{CookieId, RequestAttribute, RequestPage, WebEventRequest, parse_web_event};
 use waymark_server::clock::Clock;
 use waymark_store::postgres::{PgConfig, PgStore};
-use waymark_store::{IngestBatch, IngestItem, ItemResult, JourneyConfig, Store, WebItem};
+use waymark_store::{IngestBatch, IngestItem, ItemResult, JourneyConfig, Store, WebFieldsForm, WebItem};
 
 const UA: &str =
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
@@ -241,10 +241,11 @@ fn item(
     limits: &InputLimits,
     now: Timestamp,
     enrichment: &waymark_domain::journey::Enrichment,
+    form: WebFieldsForm,
 ) -> Result<IngestItem> {
     let event = parse_web_event(req, deployment, limits, now, None, None).map_err(|r| anyhow::anyhow!("{r:?}"))?;
     let identity = TraitIdentity::from_traits(&event.traits, None);
-    Ok(IngestItem::Web(Box::new(WebItem::new(event, enrichment.clone(), identity))))
+    Ok(IngestItem::Web(Box::new(WebItem::new(event, enrichment.clone(), identity, form))))
 }
 
 fn request(cookie: &str, path: &str, now: Timestamp, email: Option<&str>) -> WebEventRequest {
@@ -284,6 +285,7 @@ async fn preload(store: Arc<dyn Store>, org: OrgId, deployment: DeploymentId, to
     let enrichment = enricher.enrich(Some(UA), &Default::default(), None);
     let config = Arc::new(JourneyConfig::default());
     let now = Clock::system().now();
+    let form = store.web_fields_form();
     // The target contact: 200 cookies, each one session of 50 events, all identified by the same email.
     let mut contact = None;
     let mut sessions = Vec::new();
@@ -292,7 +294,14 @@ async fn preload(store: Arc<dyn Store>, org: OrgId, deployment: DeploymentId, to
         let mut items = Vec::with_capacity(50);
         for e in 0..50 {
             let email = (e == 0).then_some("reader@bench.example");
-            items.push(item(request(&cookie, &format!("/p/{e}"), now, email), &deployment, &limits, now, &enrichment)?);
+            items.push(item(
+                request(&cookie, &format!("/p/{e}"), now, email),
+                &deployment,
+                &limits,
+                now,
+                &enrichment,
+                form,
+            )?);
         }
         let results = store.ingest(IngestBatch { org, config: config.clone(), items }).await?;
         match results.first() {
@@ -304,7 +313,7 @@ async fn preload(store: Arc<dyn Store>, org: OrgId, deployment: DeploymentId, to
         }
     }
     let contact = contact.context("the target contact was not created")?;
-    let template = match item(request("t", "/products/1", now, None), &deployment, &limits, now, &enrichment)? {
+    let template = match item(request("t", "/products/1", now, None), &deployment, &limits, now, &enrichment, form)? {
         IngestItem::Web(w) => w,
         _ => bail!("template"),
     };
