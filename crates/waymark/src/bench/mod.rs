@@ -56,7 +56,8 @@ pub struct BenchArgs {
     /// Measured seconds (after a 2 s warm-up).
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
-    /// Client connections (default: 64 single, 16 batch, 32 reads, 8 live publishers).
+    /// Client connections (default: 64 single, 8 batch on SQLite and 16 on PostgreSQL, 32 reads, 8 live
+    /// publishers).
     #[arg(long)]
     pub connections: Option<usize>,
     /// Events per batch request.
