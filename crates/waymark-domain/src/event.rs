@@ -224,6 +224,9 @@ pub struct Event {
     pub created_date: Timestamp,
 }
 
+/// The path of a session resource; an event's `session.selfUri` is it followed by the session's id.
+const SESSION_URI_PREFIX: &str = "/api/v2/journey/sessions/";
+
 impl Event {
     /// An envelope for `session` with no body yet.
     pub fn envelope(
@@ -240,7 +243,11 @@ impl Event {
             customer_id_type: session.customer_id_type.clone(),
             session: EventSession {
                 id: session.id.clone(),
-                self_uri: Some(format!("/api/v2/journey/sessions/{}", session.id)),
+                // The session's own `selfUri` is this one (`Session::new`): a copy, not a `format!` per event.
+                self_uri: Some(match session.self_uri.as_deref() {
+                    Some(uri) if uri.strip_prefix(SESSION_URI_PREFIX) == Some(session.id.as_str()) => uri.to_string(),
+                    _ => format!("{SESSION_URI_PREFIX}{}", session.id),
+                }),
                 session_type: session.session_type,
             },
             event_type,
@@ -297,6 +304,19 @@ impl Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_envelopes_session_uri_is_the_sessions_own_path() {
+        use crate::session::{Session, SessionType};
+        let at = Timestamp::from_unix_millis(1_800_000_000_000);
+        let mut session = Session::new("s-1".into(), SessionType::Web, at);
+        let uri = |s: &Session| Event::envelope("e".into(), "e".into(), s, EventType::Web, at).session.self_uri;
+        assert_eq!(uri(&session).as_deref(), Some("/api/v2/journey/sessions/s-1"));
+        for odd in [None, Some("/api/v2/journey/sessions/other".to_string()), Some("x".to_string())] {
+            session.self_uri = odd;
+            assert_eq!(uri(&session).as_deref(), Some("/api/v2/journey/sessions/s-1"));
+        }
+    }
 
     #[test]
     fn event_types_parse_long_and_short_names() {
