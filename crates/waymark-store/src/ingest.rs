@@ -819,8 +819,8 @@ struct FieldsView<'a> {
 }
 
 impl RequestFields {
-    /// `None` if the fields do not encode (they always do: string keys, no custom serializers); the writer then
-    /// encodes the whole event.
+    /// `None` if the fields do not encode (they always do: string keys, no custom serializers) or are too long
+    /// to pack ([`PackedFields::of`]); the writer then encodes the whole event.
     pub fn of(ev: &WebEvent, form: WebFieldsForm) -> Option<RequestFields> {
         let fields = FieldsView {
             event_name: ev.event_name.as_str(),

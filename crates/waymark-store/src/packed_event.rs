@@ -35,8 +35,8 @@ pub const FORMAT_1: u8 = 0x01;
 /// its order, with common values. LZ4 finds matches in it at any offset; its last 64 KiB would count.
 const DICTIONARY_1: &[u8] = br#""searchQuery":"","traits":{"email":{"dataType":"string","value":"@gmail.com"},"phone":{"dataType":"string","value":"+1"},"givenName":{"dataType":"string","value":""},"familyName":{"dataType":"string","value":""}},"attributes":{"":{"dataType":"boolean","value":"true"},"":{"dataType":"boolean","value":"false"},"":{"dataType":"integer","value":"1"},"":{"dataType":"string","value":""}},"eventName":"form_submitted","page":{"url":"http://www.","title":"","domain":".co.uk","fragment":"","hostname":"www.","keywords":"","lang":"en-US","pathname":"/index.html","queryString":"?","breadcrumb":[]},"referrer":{"url":"https://www.","domain":".com","hostname":"www.","pathname":"/","queryString":"","fragment":"","name":"","medium":"internal"},"attributes":{},"traits":{},"searchQuery":"","eventName":"page_viewed","page":{"url":"https://www.","title":"","domain":".com","hostname":"www.","pathname":"/products/","breadcrumb":["products",""]},"attributes":{"":{"dataType":"number","value":""},"":{"dataType":"string","value":""}},"traits":{}"#;
 
-/// The largest fields a packed body may claim (a request body is at most a few hundred KiB): a corrupt
-/// length cannot make a reader allocate more.
+/// The largest fields a packed body may hold (a request body is at most a few hundred KiB): a corrupt length
+/// cannot make a reader allocate more, and longer fields are not packed.
 const MAX_FIELDS: usize = 4 << 20;
 
 /// A web event's request-side fields, compressed (on the request's thread) for a packed body.
@@ -47,6 +47,13 @@ impl PackedFields {
     /// Compress `fields` (the members' JSON without braces).
     pub fn of(fields: &str) -> StoreResult<PackedFields> {
         let json = fields.as_bytes();
+        if json.len() > MAX_FIELDS {
+            // Readers refuse longer fields; such an event is stored as JSON.
+            return Err(StoreError::Internal(format!(
+                "a web event's fields of {} bytes are too long to pack",
+                json.len()
+            )));
+        }
         let mut out = Vec::with_capacity(5 + lz4_flex::block::get_maximum_output_size(json.len()));
         push_varint(&mut out, json.len() as u64);
         let at = out.len();
@@ -208,6 +215,14 @@ mod tests {
             )
         );
         assert!(body.len() < 130, "{} bytes", body.len());
+    }
+
+    #[test]
+    fn fields_longer_than_a_reader_accepts_are_not_packed() {
+        let long = format!("\"eventName\":\"{}\"", "x".repeat(MAX_FIELDS));
+        assert!(PackedFields::of(&long).is_err());
+        let longest = "x".repeat(MAX_FIELDS);
+        assert_eq!(PackedFields::of(&longest).unwrap().json().unwrap(), longest);
     }
 
     #[test]
