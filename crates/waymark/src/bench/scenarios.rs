@@ -57,7 +57,9 @@ impl EventBodies {
         );
     }
 
-    /// The body of request `n` of connection `conn`.
+    /// The body of request `n` of connection `conn`: [`EventBodies::event`]'s JSON, written piece by piece (the
+    /// load generator shares the machine with the server; formatting each event through `write!` and three
+    /// `format!`s cost it ~0.7 µs per event).
     pub fn body(&self, conn: usize, n: u64) -> Bytes {
         let now = self.clock.now().to_iso();
         let mut s = String::with_capacity(420 * self.batch);
@@ -69,9 +71,25 @@ impl EventBodies {
                 s.push(',');
             }
             let k = n * self.batch as u64 + i;
-            let cookie = format!("{}-{conn}-{}", self.run, k / 20);
-            let id = format!("{}-{conn}-{k}", self.run);
-            self.event(&mut s, &cookie, &id, &format!("/products/{}", k % 50), &now);
+            let run_conn = |s: &mut String| {
+                s.push_str(&self.run);
+                s.push('-');
+                push_decimal(s, conn as u64);
+                s.push('-');
+            };
+            s.push_str(r#"{"customerCookieId":""#);
+            run_conn(&mut s);
+            push_decimal(&mut s, k / 20);
+            s.push_str(r#"","eventName":"page_viewed","clientEventId":""#);
+            run_conn(&mut s);
+            push_decimal(&mut s, k);
+            s.push_str(r#"","createdDate":""#);
+            s.push_str(&now);
+            s.push_str(r#"","page":{"url":"https://shop.example/products/"#);
+            push_decimal(&mut s, k % 50);
+            s.push_str(r#"","title":"Red shoes"},"referrerUrl":"https://www.google.com/search?q=red+shoes","userAgentString":""#);
+            s.push_str(UA);
+            s.push_str(r#"","attributes":{"cart":{"dataType":"number","value":2}}}"#);
         }
         if self.batch > 1 {
             s.push(']');
@@ -86,6 +104,21 @@ impl EventBodies {
         self.event(&mut s, cookie, &format!("{}-{marker}", self.run), &format!("/{marker}"), &now);
         Bytes::from(s)
     }
+}
+
+/// Append `n` in decimal.
+fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|&d| d as char));
 }
 
 async fn health_events(addr: SocketAddr) -> Result<u64> {
@@ -772,5 +805,20 @@ mod tests {
         assert_eq!(v.len(), 3);
         let one: WebEventRequest = serde_json::from_slice(&EventBodies::new(1, "t").body(0, 0)).expect("single");
         assert!(one.client_event_id.is_some());
+    }
+
+    #[test]
+    fn a_body_is_the_event_template_written_piece_by_piece() {
+        let b = EventBodies::new(1, "t");
+        let body = String::from_utf8(b.body(7, 1234).to_vec()).unwrap();
+        let now = &body[body.find(r#""createdDate":""#).unwrap() + 15..][..24];
+        let mut expected = String::new();
+        b.event(&mut expected, &format!("{}-7-61", b.run), &format!("{}-7-1234", b.run), "/products/34", now);
+        assert_eq!(body, expected);
+        for n in [0, 9, 10, 1234, u64::MAX] {
+            let mut s = String::new();
+            push_decimal(&mut s, n);
+            assert_eq!(s, n.to_string());
+        }
     }
 }
