@@ -24,6 +24,12 @@ macro_rules! uuid_id {
             pub fn parse(s: &str) -> Option<Self> {
                 Uuid::try_parse(s).ok().map($name)
             }
+
+            /// The id's text, as `Display` writes it (lowercase, hyphenated), encoded straight into its string:
+            /// the store keys rows by it on every write, where `to_string`'s formatter took ~2 % of the writer.
+            pub fn to_text(&self) -> String {
+                self.0.hyphenated().encode_lower(&mut Uuid::encode_buffer()).to_owned()
+            }
         }
 
         impl std::fmt::Display for $name {
@@ -72,4 +78,17 @@ uuid_id! {
     WrapupCodeId,
     /// An API token or OAuth client.
     TokenId,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ids_text_is_what_display_writes() {
+        for id in [Uuid::nil(), Uuid::max(), Uuid::now_v7(), Uuid::new_v4()] {
+            assert_eq!(OrgId(id).to_text(), OrgId(id).to_string());
+            assert_eq!(EventId(id).to_text(), id.hyphenated().to_string());
+        }
+    }
 }

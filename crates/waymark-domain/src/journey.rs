@@ -491,7 +491,7 @@ pub fn place_web_event(
         s.ended_date = Some(open.last_at);
     }
 
-    let event_id = EventId(new_id(at)).to_string();
+    let event_id = EventId(new_id(at)).to_text();
     if is_latest {
         s.last_event =
             Some(LastEvent { id: event_id.clone(), event_name: ev.event_name.as_str().to_string(), created_date: at });

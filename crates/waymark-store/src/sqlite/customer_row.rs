@@ -165,8 +165,8 @@ pub(crate) fn save(
 /// twice as many of the visitors active at once on each page a commit rewrites.
 fn write_row(conn: &Connection, org: OrgId, state: &mut CustomerState, activity: i64) -> StoreResult<()> {
     let blob = encode_state_sessions_apart(state)?;
-    let o = org.to_string();
-    let contact = state.contact_id.map(|c| c.to_string());
+    let o = org.to_text();
+    let contact = state.contact_id.map(|c| c.to_text());
     let changed = conn
         .prepare_cached("UPDATE customers SET version = ?3, state = ?4 WHERE org_id = ?1 AND cookie_id = ?2")
         .map_err(sql_err)?
@@ -181,7 +181,7 @@ fn write_row(conn: &Connection, org: OrgId, state: &mut CustomerState, activity:
         .execute(params![
             o,
             state.cookie_id.as_str(),
-            state.customer_id.to_string(),
+            state.customer_id.to_text(),
             contact,
             state.created.unix_millis(),
             activity,
@@ -204,7 +204,7 @@ fn write_row(conn: &Connection, org: OrgId, state: &mut CustomerState, activity:
 /// Decode a customer row's state, with its open sessions read from their rows and the current session's
 /// carried part laid over it.
 pub(crate) fn load_state(conn: &Connection, org: OrgId, blob: &[u8]) -> StoreResult<CustomerState> {
-    let o = org.to_string();
+    let o = org.to_text();
     let stored = decode_stored_state(blob)?;
     let current = stored.state.current.as_ref().map(|c| c.session.id.clone());
     let mut carried = None;

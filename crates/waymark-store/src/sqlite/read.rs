@@ -61,7 +61,7 @@ impl JourneyReads for super::SqliteStore {
 }
 
 fn org_key(org: OrgId) -> String {
-    org.to_string()
+    org.to_text()
 }
 
 fn session_row(org: OrgId, r: &Row<'_>) -> rusqlite::Result<(Option<String>, Option<String>, String)> {

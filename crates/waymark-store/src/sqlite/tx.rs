@@ -49,7 +49,7 @@ pub(crate) struct SqliteTx<'a> {
 }
 
 fn org_key(org: OrgId) -> String {
-    org.to_string()
+    org.to_text()
 }
 
 /// How far a customer's `updated_ms` may lag behind its last activity: the column is indexed for retention,
@@ -436,7 +436,7 @@ pub(crate) fn upsert_session_row(
     let body = encode_session(s)?;
     let o = org_key(org);
     let last = s.last_activity_date.unwrap_or(s.created_date).unix_millis();
-    let (customer, contact) = (customer.map(|c| c.to_string()), contact.map(|c| c.to_string()));
+    let (customer, contact) = (customer.map(|c| c.to_text()), contact.map(|c| c.to_text()));
     let changed = conn
         .prepare_cached(
             "UPDATE sessions SET last_ms = ?3, ended = ?4, body = ?5, carried = COALESCE(?6, carried)
