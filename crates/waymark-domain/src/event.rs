@@ -224,9 +224,6 @@ pub struct Event {
     pub created_date: Timestamp,
 }
 
-/// The path of a session resource; an event's `session.selfUri` is it followed by the session's id.
-const SESSION_URI_PREFIX: &str = "/api/v2/journey/sessions/";
-
 impl Event {
     /// An envelope for `session` with no body yet.
     pub fn envelope(
@@ -245,8 +242,10 @@ impl Event {
                 id: session.id.clone(),
                 // The session's own `selfUri` is this one (`Session::new`): a copy, not a `format!` per event.
                 self_uri: Some(match session.self_uri.as_deref() {
-                    Some(uri) if uri.strip_prefix(SESSION_URI_PREFIX) == Some(session.id.as_str()) => uri.to_string(),
-                    _ => format!("{SESSION_URI_PREFIX}{}", session.id),
+                    Some(uri) if uri.strip_prefix(crate::session::SESSION_URI_PREFIX) == Some(session.id.as_str()) => {
+                        uri.to_string()
+                    }
+                    _ => format!("{}{}", crate::session::SESSION_URI_PREFIX, session.id),
                 }),
                 session_type: session.session_type,
             },

@@ -175,11 +175,14 @@ pub struct Session {
     pub last_activity_date: Option<Timestamp>,
 }
 
+/// The path of a session resource: a session's `selfUri` is it followed by the session's id.
+pub const SESSION_URI_PREFIX: &str = "/api/v2/journey/sessions/";
+
 impl Session {
     /// An empty session of `session_type` starting at `created`.
     pub fn new(id: String, session_type: SessionType, created: Timestamp) -> Session {
         Session {
-            self_uri: Some(format!("/api/v2/journey/sessions/{id}")),
+            self_uri: Some(format!("{SESSION_URI_PREFIX}{id}")),
             id,
             session_type,
             external_contact: None,

@@ -15,7 +15,7 @@ use waymark_domain::identity::{Identifier, LinkPlan, TraitIdentity, plan_link};
 use waymark_domain::ids::{ContactId, CustomerId, EventId, OrgId, SessionId};
 use waymark_domain::journey::{CustomerState, OpenSession, place_web_event};
 use waymark_domain::offer::{OfferContext, OfferEngine, OutcomeScoreFact, action_event_body};
-use waymark_domain::session::Session;
+use waymark_domain::session::{SESSION_URI_PREFIX, Session};
 use waymark_domain::web_event::{CookieId, WebEvent};
 use waymark_domain::{ErrorCode, Rejection, Timestamp};
 
@@ -1000,8 +1000,6 @@ pub fn encode_compact_web_event(event: &mut Event, fields: &RequestFields) -> St
     }
     Ok(stored)
 }
-
-const SESSION_URI_PREFIX: &str = "/api/v2/journey/sessions/";
 
 /// The whole body of a web event stored by [`encode_compact_web_event`], from its row's `id`, `session_id` and
 /// `created_ms`; `None` for a body stored whole (it starts with its `id`).
