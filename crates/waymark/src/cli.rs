@@ -183,6 +183,12 @@ pub async fn open_store(s: &Settings) -> Result<Arc<dyn Store>> {
             s.store_writer_nice
         );
         cfg.writer_nice = s.store_writer_nice;
+        anyhow::ensure!(
+            s.store_commit_delay_us <= 100_000,
+            "store_commit_delay_us is a wait in microseconds of at most 100000 (0 commits at once), not {}",
+            s.store_commit_delay_us
+        );
+        cfg.commit_delay = std::time::Duration::from_micros(s.store_commit_delay_us);
         let store = tokio::task::spawn_blocking(move || SqliteStore::open(cfg))
             .await?
             .context("cannot open the embedded store")?;

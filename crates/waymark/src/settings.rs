@@ -27,6 +27,9 @@ pub struct Settings {
     /// The nice value the embedded store's writer thread asks for (-20..=19; 0: leave it alone). Raising a
     /// priority needs CAP_SYS_NICE or RLIMIT_NICE; without them the writer keeps the process's priority.
     pub store_writer_nice: i32,
+    /// Microseconds a small commit group of the embedded store waits for more requests while several are in
+    /// flight (0: never waits).
+    pub store_commit_delay_us: u64,
     pub log_format: String,
     pub server: ServerConfig,
 }
@@ -40,6 +43,7 @@ impl Default for Settings {
             durability: "normal".into(),
             state_cache_customers: waymark_store::sqlite::DEFAULT_CACHE_CUSTOMERS,
             store_writer_nice: waymark_store::sqlite::DEFAULT_WRITER_NICE,
+            store_commit_delay_us: waymark_store::sqlite::DEFAULT_COMMIT_DELAY.as_micros() as u64,
             log_format: "pretty".into(),
             server: ServerConfig::default(),
         }
@@ -118,5 +122,7 @@ mod tests {
         assert!(load_text("state_cache_customers = \"lots\"\n").is_err(), "a size that is not a number is refused");
         assert_eq!(load_text("").unwrap().store_writer_nice, waymark_store::sqlite::DEFAULT_WRITER_NICE);
         assert_eq!(load_text("store_writer_nice = 0\n").unwrap().store_writer_nice, 0);
+        assert_eq!(load_text("").unwrap().store_commit_delay_us, 200);
+        assert_eq!(load_text("store_commit_delay_us = 0\n").unwrap().store_commit_delay_us, 0);
     }
 }
