@@ -271,6 +271,9 @@ async fn migrate(shared: &Shared, migrations: &[Migration]) -> StoreResult<()> {
             ))
             .await
             .map_err(pg_err)?;
+        let applied_max: Option<i64> =
+            client.query_one("SELECT MAX(version) FROM schema_migrations", &[]).await.map_err(pg_err)?.get(0);
+        crate::migrate::refuse_newer(applied_max, migrations, &format!("the schema {}", shared.schema))?;
         for m in migrations {
             let row = client
                 .query_opt("SELECT sha256 FROM schema_migrations WHERE version = $1", &[&m.version])

@@ -382,6 +382,10 @@ fn migrate(conn: &Connection, migrations: &[Migration]) -> StoreResult<()> {
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, sha256 TEXT NOT NULL, applied_ms INTEGER NOT NULL)",
     )
     .map_err(sql_err)?;
+    let applied_max: Option<i64> =
+        conn.query_row("SELECT MAX(version) FROM schema_migrations", [], |r| r.get(0)).map_err(sql_err)?;
+    let path = conn.path().unwrap_or("").to_string();
+    crate::migrate::refuse_newer(applied_max, migrations, &format!("the store at {path}"))?;
     for m in migrations {
         let existing: Option<String> = conn
             .query_row("SELECT sha256 FROM schema_migrations WHERE version = ?1", [m.version], |r| r.get(0))

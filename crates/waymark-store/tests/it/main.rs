@@ -488,6 +488,41 @@ async fn retention_purges_old_journeys_and_keeps_recent_ones() {
     }
 }
 
+/// A store a newer build migrated is refused, on either backend, before anything is written to it: this build
+/// may not read what that build stores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_migrated_by_a_newer_build_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.db");
+    drop(SqliteStore::open(SqliteConfig::new(&path)).unwrap());
+    let newer = || {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute(
+            "INSERT INTO schema_migrations (version, name, sha256, applied_ms) VALUES (999, 'future', 'x', 0)",
+            [],
+        )
+        .unwrap();
+    };
+    newer();
+    let e = SqliteStore::open(SqliteConfig::new(&path)).err().expect("a newer store is refused").to_string();
+    assert!(e.contains("schema version 999") && e.contains("newer Waymark"), "{e}");
+
+    let schema = Schema::fresh();
+    drop(schema.open().await);
+    schema
+        .admin()
+        .await
+        .batch_execute(
+            "INSERT INTO schema_migrations (version, name, sha256, applied_ms) VALUES (999, 'future', 'x', 0)",
+        )
+        .await
+        .unwrap();
+    let mut c = PgConfig::new(pg_url());
+    c.schema = schema.0.clone();
+    let e = PgStore::connect(c).await.err().expect("a newer schema is refused").to_string();
+    assert!(e.contains("schema version 999") && e.contains(&schema.0), "{e}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_migrating_together_all_start() {
     let schema = Schema::fresh();
