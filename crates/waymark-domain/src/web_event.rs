@@ -71,7 +71,7 @@ pub struct RequestDevice {
 }
 
 /// A custom attribute on the wire: `{dataType, value}`; a bare JSON string or number is accepted too.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum RequestAttribute {
     Typed {
@@ -627,6 +627,50 @@ mod tests {
                 let alone = parse_web_event(r, &dep(), &l, now(), None, None);
                 proptest::prop_assert_eq!(with_memo, alone);
             }
+        }
+    }
+
+    /// A two-element array was read as `{dataType, value}` (serde's untagged derive accepts a struct as a
+    /// sequence): `"colors": ["red", "blue"]` became the attribute "blue" of data type "red". Arrays are refused
+    /// like every other non-scalar value.
+    #[test]
+    fn an_array_attribute_is_refused_not_read_as_a_typed_one() {
+        for attributes in [serde_json::json!({"colors": ["red", "blue"]}), serde_json::json!({"n": [null, 5]})] {
+            let mut body = serde_json::to_value(req()).unwrap();
+            body["attributes"] = attributes.clone();
+            let r: WebEventRequest = serde_json::from_value(body).unwrap();
+            let err = parse_web_event(r, &dep(), &InputLimits::default(), now(), None, None).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidField, "{attributes}: {err:?}");
+        }
+    }
+
+    /// The wire forms of an attribute: `{dataType, value}` (other members ignored, `dataType` absent or null),
+    /// or a bare value; anything else (a `dataType` that is not a string, an object without `value`) is a bare
+    /// value, which validation then judges.
+    #[test]
+    fn attribute_wire_forms() {
+        let read = |v: serde_json::Value| serde_json::from_str::<RequestAttribute>(&v.to_string()).unwrap();
+        let typed = |t: Option<&str>, v: serde_json::Value| RequestAttribute::Typed {
+            data_type: t.map(str::to_string),
+            value: v,
+        };
+        let cases = [
+            (serde_json::json!({"dataType": "number", "value": 3}), typed(Some("number"), serde_json::json!(3))),
+            (serde_json::json!({"value": "x", "note": 1}), typed(None, serde_json::json!("x"))),
+            (serde_json::json!({"dataType": null, "value": null}), typed(None, serde_json::Value::Null)),
+            (
+                serde_json::json!({"dataType": 5, "value": 1}),
+                RequestAttribute::Bare(serde_json::json!({"dataType": 5, "value": 1})),
+            ),
+            (
+                serde_json::json!({"dataType": "string"}),
+                RequestAttribute::Bare(serde_json::json!({"dataType": "string"})),
+            ),
+            (serde_json::json!("gold"), RequestAttribute::Bare(serde_json::json!("gold"))),
+            (serde_json::json!(["a", 1]), RequestAttribute::Bare(serde_json::json!(["a", 1]))),
+        ];
+        for (wire, want) in cases {
+            assert_eq!(read(wire.clone()), want, "{wire}");
         }
     }
 
