@@ -630,9 +630,8 @@ mod tests {
         }
     }
 
-    /// A two-element array was read as `{dataType, value}` (serde's untagged derive accepts a struct as a
-    /// sequence): `"colors": ["red", "blue"]` became the attribute "blue" of data type "red". Arrays are refused
-    /// like every other non-scalar value.
+    /// An array is never taken for `{dataType, value}` (a derived struct could read one as a sequence):
+    /// `"colors": ["red", "blue"]` is refused like every other non-scalar value.
     #[test]
     fn an_array_attribute_is_refused_not_read_as_a_typed_one() {
         for attributes in [serde_json::json!({"colors": ["red", "blue"]}), serde_json::json!({"n": [null, 5]})] {

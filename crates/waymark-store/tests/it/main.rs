@@ -495,15 +495,10 @@ async fn a_store_migrated_by_a_newer_build_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.db");
     drop(SqliteStore::open(SqliteConfig::new(&path)).unwrap());
-    let newer = || {
-        let c = rusqlite::Connection::open(&path).unwrap();
-        c.execute(
-            "INSERT INTO schema_migrations (version, name, sha256, applied_ms) VALUES (999, 'future', 'x', 0)",
-            [],
-        )
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute("INSERT INTO schema_migrations (version, name, sha256, applied_ms) VALUES (999, 'future', 'x', 0)", [])
         .unwrap();
-    };
-    newer();
     let e = SqliteStore::open(SqliteConfig::new(&path)).err().expect("a newer store is refused").to_string();
     assert!(e.contains("schema version 999") && e.contains("newer Waymark"), "{e}");
 
