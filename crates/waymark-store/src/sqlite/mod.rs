@@ -74,9 +74,9 @@ pub const DEFAULT_WRITER_NICE: i32 = -10;
 /// How long a small group waits by default for more jobs to share its commit ([`CommitDelay`]). Single-event
 /// requests from 64 connections reached the writer in groups of ~5 jobs (`waymark_store_commit_jobs`), each
 /// commit rewriting the tails of the shared b-trees and paying the commit's fixed work (locks, the WAL write,
-/// the page cache walk) for a handful of events; waiting 200 µs they come ~22 to a commit. In six pairs run in
-/// turns against no wait: single events higher in five (19,943–27,514 against 19,879–25,099 req/s), the
-/// writer's CPU per event 20.6–30.5 µs against 25.6–32.8, p99 lower in all (5.8–7.7 ms against 7.2–9.3;
+/// the page cache walk) for a handful of events; waiting 200 µs they come ~22 to a commit. In eight pairs run
+/// in turns against no wait: single events higher in six (19,316–27,514 against 19,879–25,099 req/s), the
+/// writer's CPU per event 20.6–32.7 µs against 25.6–32.8, p99 lower in all (5.8–8.1 ms against 7.2–9.5;
 /// BENCHMARKS.md, stop 23). 500 µs left a core idle 17 % of the time.
 pub const DEFAULT_COMMIT_DELAY: Duration = Duration::from_micros(200);
 
