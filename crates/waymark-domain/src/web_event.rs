@@ -71,7 +71,12 @@ pub struct RequestDevice {
 }
 
 /// A custom attribute on the wire: `{dataType, value}`; a bare JSON string or number is accepted too.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+///
+/// Read in one pass ([`RequestAttributeVisitor`]): an object with a `value` member and a `dataType` that is a
+/// string, null or absent is typed (other members are ignored); anything else is bare. serde's untagged
+/// derive read the same, but buffered every attribute into an intermediate tree first and tried each form on
+/// it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum RequestAttribute {
     Typed {
@@ -80,6 +85,124 @@ pub enum RequestAttribute {
         value: serde_json::Value,
     },
     Bare(serde_json::Value),
+}
+
+impl<'de> Deserialize<'de> for RequestAttribute {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(RequestAttributeVisitor)
+    }
+}
+
+/// A member name of an attribute object; the two the form needs are recognised without allocating.
+enum AttributeMember {
+    DataType,
+    Value,
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for AttributeMember {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = AttributeMember;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<AttributeMember, E> {
+                Ok(match v {
+                    "dataType" => AttributeMember::DataType,
+                    "value" => AttributeMember::Value,
+                    other => AttributeMember::Other(other.to_string()),
+                })
+            }
+        }
+        d.deserialize_str(Name)
+    }
+}
+
+/// Reads a [`RequestAttribute`]: scalars and arrays become bare values as `serde_json::Value` reads them; an
+/// object is read member by member.
+struct RequestAttributeVisitor;
+
+impl<'de> serde::de::Visitor<'de> for RequestAttributeVisitor {
+    type Value = RequestAttribute;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an attribute: {dataType, value} or a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<RequestAttribute, E> {
+        Ok(RequestAttribute::Bare(v.into()))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<RequestAttribute, E> {
+        Ok(RequestAttribute::Bare(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<RequestAttribute, E> {
+        Ok(RequestAttribute::Bare(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<RequestAttribute, E> {
+        Ok(RequestAttribute::Bare(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<RequestAttribute, E> {
+        Ok(RequestAttribute::Bare(v.into()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<RequestAttribute, E> {
+        Ok(RequestAttribute::Bare(v.into()))
+    }
+
+    fn visit_unit<E>(self) -> Result<RequestAttribute, E> {
+        Ok(RequestAttribute::Bare(serde_json::Value::Null))
+    }
+
+    fn visit_none<E>(self) -> Result<RequestAttribute, E> {
+        Ok(RequestAttribute::Bare(serde_json::Value::Null))
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<RequestAttribute, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RequestAttribute, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(v) = seq.next_element::<serde_json::Value>()? {
+            items.push(v);
+        }
+        Ok(RequestAttribute::Bare(serde_json::Value::Array(items)))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RequestAttribute, A::Error> {
+        let (mut data_type, mut value) = (None::<serde_json::Value>, None::<serde_json::Value>);
+        // Members other than the two, kept only in case the object turns out bare.
+        let mut others = serde_json::Map::new();
+        while let Some(key) = map.next_key::<AttributeMember>()? {
+            let v = map.next_value::<serde_json::Value>()?;
+            match key {
+                AttributeMember::DataType => data_type = Some(v),
+                AttributeMember::Value => value = Some(v),
+                AttributeMember::Other(name) => {
+                    others.insert(name, v);
+                }
+            }
+        }
+        match (data_type, value) {
+            (None | Some(serde_json::Value::Null), Some(value)) => {
+                Ok(RequestAttribute::Typed { data_type: None, value })
+            }
+            (Some(serde_json::Value::String(t)), Some(value)) => {
+                Ok(RequestAttribute::Typed { data_type: Some(t), value })
+            }
+            (data_type, value) => {
+                others.extend(data_type.map(|t| ("dataType".to_string(), t)));
+                others.extend(value.map(|v| ("value".to_string(), v)));
+                Ok(RequestAttribute::Bare(serde_json::Value::Object(others)))
+            }
+        }
+    }
 }
 
 /// A validated event name: letters, digits and underscores, 1–255 characters.
@@ -670,6 +793,55 @@ mod tests {
         ];
         for (wire, want) in cases {
             assert_eq!(read(wire.clone()), want, "{wire}");
+        }
+    }
+
+    /// serde's untagged derive of the same enum: the reading [`RequestAttribute`] replaced.
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum DerivedAttribute {
+        Typed {
+            #[serde(rename = "dataType")]
+            data_type: Option<String>,
+            value: serde_json::Value,
+        },
+        Bare(serde_json::Value),
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
+            (-1e6f64..1e6).prop_map(serde_json::Value::from),
+            "[a-z\\\"é]{0,6}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+                proptest::collection::btree_map(
+                    prop_oneof![Just("dataType".to_string()), Just("value".to_string()), "[a-zA-Z]{0,8}"],
+                    inner,
+                    0..4,
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Any JSON reads as the same attribute as serde's untagged derive read it.
+        #[test]
+        fn an_attribute_reads_as_the_derived_reader_read_it(v in json_value()) {
+            let text = v.to_string();
+            let ours = serde_json::from_str::<RequestAttribute>(&text).unwrap();
+            let derived = match serde_json::from_str::<DerivedAttribute>(&text).unwrap() {
+                DerivedAttribute::Typed { data_type, value } => RequestAttribute::Typed { data_type, value },
+                DerivedAttribute::Bare(v) => RequestAttribute::Bare(v),
+            };
+            proptest::prop_assert_eq!(ours, derived, "{}", text);
         }
     }
 
