@@ -522,9 +522,9 @@ impl CommitDelay {
         CommitDelay { delay, last_jobs: 0 }
     }
 
-    /// Whether a group of `jobs` jobs holding `items` events waits before its commit.
-    fn waits(&self, jobs: usize, items: usize) -> bool {
-        !self.delay.is_zero() && self.last_jobs > 1 && jobs > 0 && items < Self::BELOW_ITEMS
+    /// Whether a group holding `items` events waits before its commit.
+    fn waits(&self, items: usize) -> bool {
+        !self.delay.is_zero() && self.last_jobs > 1 && items < Self::BELOW_ITEMS
     }
 
     /// Remember the group that commits now.
@@ -566,7 +566,7 @@ fn writer_loop(
     while let Some(first) = rx.blocking_recv() {
         jobs.push(first);
         take_queued(&mut rx, &mut jobs, max_jobs);
-        if jobs.len() < max_jobs && delay.waits(jobs.len(), jobs.iter().map(WriteJob::items).sum()) {
+        if jobs.len() < max_jobs && delay.waits(jobs.iter().map(WriteJob::items).sum()) {
             std::thread::sleep(delay.delay);
             take_queued(&mut rx, &mut jobs, max_jobs);
         }
@@ -896,20 +896,20 @@ mod tests {
     fn commit_delay_waits_only_for_small_groups_while_requests_overlap() {
         let mut d = CommitDelay::new(Duration::from_micros(200));
         // A lone request on a quiet store commits at once.
-        assert!(!d.waits(1, 1));
+        assert!(!d.waits(1));
         d.committed(1);
-        assert!(!d.waits(1, 1), "the group before held one job: nothing overlaps");
+        assert!(!d.waits(1), "the group before held one job: nothing overlaps");
         d.committed(5);
         // Several requests in flight: a small group waits for company.
-        assert!(d.waits(1, 1));
-        assert!(d.waits(6, CommitDelay::BELOW_ITEMS - 1));
+        assert!(d.waits(1));
+        assert!(d.waits(CommitDelay::BELOW_ITEMS - 1));
         // Enough events already, e.g. one batch of 100: no wait.
-        assert!(!d.waits(2, CommitDelay::BELOW_ITEMS));
-        assert!(!d.waits(1, 100));
+        assert!(!d.waits(CommitDelay::BELOW_ITEMS));
+        assert!(!d.waits(100));
         // Switched off.
         let mut off = CommitDelay::new(Duration::ZERO);
         off.committed(64);
-        assert!(!off.waits(1, 1));
+        assert!(!off.waits(1));
     }
 
     #[tokio::test]
