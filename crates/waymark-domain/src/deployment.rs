@@ -83,13 +83,20 @@ impl Deployment {
         if self.allow_all_domains {
             return true;
         }
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        // Compared in place, ASCII case-insensitively (hosts are ASCII once the URL parser has made them
+        // punycode): this runs for every tracking request, and lowercased copies cost an allocation per domain.
+        let host = host.trim_end_matches('.').as_bytes();
         self.allowed_domains.iter().any(|d| {
-            let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
-            if let Some(base) = d.strip_prefix("*.") {
-                host == base || host.ends_with(&format!(".{base}"))
-            } else {
-                host == d
+            let d = d.trim().trim_end_matches('.');
+            match d.strip_prefix("*.") {
+                Some(base) => {
+                    let base = base.as_bytes();
+                    host.eq_ignore_ascii_case(base)
+                        || (host.len() > base.len()
+                            && host[host.len() - base.len() - 1] == b'.'
+                            && host[host.len() - base.len()..].eq_ignore_ascii_case(base))
+                }
+                None => host.eq_ignore_ascii_case(d.as_bytes()),
             }
         })
     }
@@ -143,6 +150,39 @@ mod tests {
         assert!(d.allows_origin("https://example.org"));
         assert!(!d.allows_origin("https://badexample.org"));
         assert!(!d.allows_origin("null"));
+    }
+
+    /// `allows_host` as it was written first, with lowercased copies: the reference for the in-place form.
+    fn allows_host_by_copies(d: &Deployment, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        d.allowed_domains.iter().any(|d| {
+            let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+            if let Some(base) = d.strip_prefix("*.") {
+                host == base || host.ends_with(&format!(".{base}"))
+            } else {
+                host == d
+            }
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hosts_are_judged_as_with_lowercased_copies(
+            domains in proptest::collection::vec("(\\*\\.)?[a-zA-Z.é-]{0,8}\\.?", 0..4),
+            host in "[a-zA-Z.é-]{0,12}\\.?",
+            pick in proptest::option::of(0usize..4),
+            sub in "[a-zA-Z-]{0,4}",
+        ) {
+            let d = dep(&domains.iter().map(String::as_str).collect::<Vec<_>>());
+            proptest::prop_assert_eq!(d.allows_host(&host), allows_host_by_copies(&d, &host));
+            // A host built from one of the domains (itself, or under it, in another case) hits the matching paths.
+            if let Some(base) = pick.and_then(|i| domains.get(i)) {
+                let base = base.trim_start_matches("*.");
+                let near = format!("{sub}.{}", base.to_uppercase());
+                proptest::prop_assert_eq!(d.allows_host(&near), allows_host_by_copies(&d, &near));
+                proptest::prop_assert_eq!(d.allows_host(base), allows_host_by_copies(&d, base));
+            }
+        }
     }
 
     #[test]
