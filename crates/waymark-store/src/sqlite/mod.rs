@@ -220,15 +220,8 @@ impl SqliteStore {
         .map_err(sql_err)?;
         conn.pragma_update(None, "foreign_keys", true).map_err(sql_err)?;
         conn.pragma_update(None, "temp_store", "MEMORY").map_err(sql_err)?;
-        // 16 MiB of page cache for the writer (its reads are the customer rows it has not cached and the b-trees'
-        // upper pages). While the database is under 1 GiB, every commit walks the cache's whole hash table: a
-        // b-tree split that reorders its new pages parks one under the page number of the lock byte (page
-        // 262,145 at 4 KiB pages) for a moment, the cache keeps that as its highest page number, and the commit's
-        // "drop pages past the end of the database" then scans every slot (seen with gdb on `pcache1Truncate`:
-        // iMaxKey 262,145 at each commit). It cost 4.5 % of the single-event writer's CPU at this size, and it
-        // grows with the cache: at 64 MiB the writer spent 10 % more CPU per event (53.7–55.5 µs against
-        // 48.5–50.2), batches of 100 gained 4 %. Past 1 GiB the scan stops.
-        conn.pragma_update(None, "cache_size", -16384).map_err(sql_err)?;
+        // The writer's page cache follows the store's size ([`WriterCache`]); this is the size it starts with.
+        conn.pragma_update(None, "cache_size", -WriterCache::SMALL_STORE_KIB).map_err(sql_err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
         migrate(&conn, SQLITE)?;
         // Checkpoints (copying the WAL into the database, with fsyncs) run on their own thread, not inside the
@@ -502,6 +495,62 @@ fn ask_for_priority(nice: i32) {
     }
 }
 
+/// The size of the writer's SQLite page cache, which follows the size of the store.
+///
+/// SQLite drops the cached pages past the end of the database at the end of every transaction, and while the
+/// database is under 1 GiB that walks the cache's whole hash table: a b-tree split that reorders its new pages
+/// parks one for a moment under the page number of the lock byte (page 262,145 at 4 KiB pages;
+/// `balance_nonroot` in sqlite3.c), the cache keeps that as its highest page number, and the truncation then
+/// scans every slot (seen with gdb on `pcache1Truncate`: iMaxKey 262,145 at each commit). The walk grows with
+/// the cache: with 16 MiB it was 5-9 % of the writer's CPU for single events (a commit every ~20 events). So a
+/// store under 1 GiB, whose file the kernel keeps cached anyway, gets a small cache
+/// ([`WriterCache::SMALL_STORE_KIB`]); past 1 GiB the walk stops and a larger store gets a larger cache
+/// ([`WriterCache::LARGE_STORE_KIB`]) for its b-trees' upper pages. The size is checked every
+/// [`WriterCache::CHECK_EVERY`] groups.
+#[derive(Debug, Default)]
+struct WriterCache {
+    kib: i64,
+    groups: u32,
+}
+
+impl WriterCache {
+    /// KiB of page cache while the store is under 1 GiB. Single events, writer CPU per event in turns against
+    /// 16 MiB: 2 MiB 16.1-20.6 µs, 4 MiB 16.5-21.8 µs, 16 MiB 17.2-25.3 µs (BENCHMARKS.md, stop 24); 4 MiB
+    /// keeps more of a larger store's b-tree pages.
+    const SMALL_STORE_KIB: i64 = 4096;
+    /// KiB of page cache from 1 GiB on.
+    const LARGE_STORE_KIB: i64 = 65536;
+    /// Groups between two looks at the store's size.
+    const CHECK_EVERY: u32 = 512;
+
+    /// The cache for a store of `pages` pages of `page_size` bytes: small while SQLite's truncation walks the
+    /// whole cache at every commit (the store's pages end before the lock-byte page), large past that.
+    fn kib_for(pages: i64, page_size: i64) -> i64 {
+        let lock_byte_page = (1i64 << 30) / page_size.max(512) + 1;
+        if pages < lock_byte_page { Self::SMALL_STORE_KIB } else { Self::LARGE_STORE_KIB }
+    }
+
+    fn after_group(&mut self, conn: &Connection) {
+        self.groups += 1;
+        if self.groups >= Self::CHECK_EVERY {
+            self.groups = 0;
+            self.adjust(conn);
+        }
+    }
+
+    /// Look at the store's size and resize the cache if its class changed.
+    fn adjust(&mut self, conn: &Connection) {
+        let size = |pragma: &str| conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get::<_, i64>(0));
+        let (Ok(pages), Ok(page_size)) = (size("page_count"), size("page_size")) else { return };
+        let kib = Self::kib_for(pages, page_size);
+        if kib != self.kib && conn.pragma_update(None, "cache_size", -kib).is_ok() {
+            tracing::debug!(pages, kib, "sqlite writer page cache resized");
+            metrics::gauge!("waymark_store_writer_cache_bytes").set((kib * 1024) as f64);
+            self.kib = kib;
+        }
+    }
+}
+
 /// Group commit's wait for company, after PostgreSQL's `commit_delay` and `commit_siblings`: a group of fewer
 /// than [`CommitDelay::BELOW_ITEMS`] events waits `delay` once for more jobs before it commits, but only when
 /// the group before it held more than one job, i.e. while several requests are in flight. A lone request on a
@@ -562,6 +611,8 @@ fn writer_loop(
     restart_wal: &AtomicBool,
 ) {
     let mut cache = StateCache { map: HashMap::new(), cap: cache_cap };
+    let mut page_cache = WriterCache::default();
+    page_cache.adjust(&conn);
     let mut jobs: Vec<WriteJob> = Vec::with_capacity(max_jobs);
     while let Some(first) = rx.blocking_recv() {
         jobs.push(first);
@@ -577,6 +628,7 @@ fn writer_loop(
         metrics::histogram!("waymark_store_commit_seconds", "backend" => "sqlite")
             .record(started.elapsed().as_secs_f64());
         metrics::histogram!("waymark_store_commit_jobs", "backend" => "sqlite").record(n as f64);
+        page_cache.after_group(&conn);
         if restart_wal.swap(false, Ordering::Relaxed) {
             let started = Instant::now();
             if let Err(e) = wal_checkpoint(&conn, "RESTART") {
@@ -890,6 +942,32 @@ mod tests {
 
     fn web(org: OrgId, cookie: &str, at: Timestamp) -> IngestItem {
         web_with_id(org, cookie, at, None)
+    }
+
+    #[test]
+    fn the_writer_cache_is_small_until_the_store_passes_the_lock_byte_page() {
+        // 1 GiB at 4 KiB pages is 262,144 pages; the lock-byte page is the next one.
+        assert_eq!(WriterCache::kib_for(1, 4096), WriterCache::SMALL_STORE_KIB);
+        assert_eq!(WriterCache::kib_for(262_144, 4096), WriterCache::SMALL_STORE_KIB);
+        assert_eq!(WriterCache::kib_for(262_145, 4096), WriterCache::LARGE_STORE_KIB);
+        assert_eq!(WriterCache::kib_for(3_000_000, 4096), WriterCache::LARGE_STORE_KIB);
+        // Other page sizes: the lock byte is always at 1 GiB.
+        assert_eq!(WriterCache::kib_for(131_072, 8192), WriterCache::SMALL_STORE_KIB);
+        assert_eq!(WriterCache::kib_for(131_073, 8192), WriterCache::LARGE_STORE_KIB);
+    }
+
+    #[tokio::test]
+    async fn a_small_store_s_writer_gets_the_small_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(SqliteConfig::new(dir.path().join("c.db"))).unwrap();
+        let cache_size = store
+            .exec(|c, _| {
+                let v: i64 = c.query_row("PRAGMA cache_size", [], |r| r.get(0)).map_err(sql_err)?;
+                Ok(JobValue::Bool(v == -WriterCache::SMALL_STORE_KIB))
+            })
+            .await
+            .unwrap();
+        assert!(matches!(cache_size, JobValue::Bool(true)));
     }
 
     #[test]
